@@ -1,0 +1,5 @@
+import sys
+
+from localcloud.launcher import main
+
+sys.exit(main())

@@ -1,0 +1,225 @@
+"""Start, stop and describe the local cloud: MiniStack and the local SageMaker, both on 127.0.0.1.
+
+`up` is idempotent (a healthy service is left alone), waits until both answer their health
+checks, and writes `<home>/env`: the Airflow connection for local mode plus the standard AWS
+variables, for the other make targets to source. `down` stops the SageMaker first so its
+data-capture buffers flush into MiniStack's S3 before MiniStack stops."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcloud.config import BIND_HOST, DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, PROJECT_ROOT, REGION, LocalCloudConfig
+
+HEALTH_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    port_variable: str
+    health_url: str
+    command: list[str]
+    env: dict[str, str]
+
+    def pid_file(self, cfg: LocalCloudConfig) -> Path:
+        return cfg.run_dir / f"{self.name}.pid"
+
+    def log_file(self, cfg: LocalCloudConfig) -> Path:
+        return cfg.home / "logs" / f"{self.name}.log"
+
+
+def services(cfg: LocalCloudConfig) -> list[Service]:
+    ministack_home = cfg.ministack_home
+    ministack = Service(
+        name="ministack",
+        port=cfg.ministack_port,
+        port_variable="MINISTACK_PORT",
+        health_url=f"{cfg.ministack_url}/_ministack/health",
+        command=[str(cfg.ministack_venv / "bin" / "python"), "-m", "ministack"],
+        env={
+            "GATEWAY_PORT": str(cfg.ministack_port),
+            "BIND_HOST": BIND_HOST,
+            "PERSIST_STATE": "1",
+            "STATE_DIR": str(ministack_home / "state"),
+            "S3_PERSIST": "1",
+            "S3_DATA_DIR": str(ministack_home / "s3"),
+            "TMPDIR": str(ministack_home / "tmp"),
+            "LOG_LEVEL": "WARNING",
+        },
+    )
+    sagemaker = Service(
+        name="sagemaker",
+        port=cfg.sagemaker_port,
+        port_variable="LOCAL_SAGEMAKER_PORT",
+        health_url=f"{cfg.sagemaker_url}/_localcloud/health",
+        command=[
+            sys.executable,
+            "-m",
+            "localcloud.sagemaker.server",
+            "--port",
+            str(cfg.sagemaker_port),
+            "--home",
+            str(cfg.sagemaker_home),
+            "--ministack-url",
+            cfg.ministack_url,
+            "--pytorch-python",
+            str(cfg.pytorch_venv / "bin" / "python"),
+        ],
+        env={"PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    return [ministack, sagemaker]
+
+
+def is_healthy(service: Service) -> bool:
+    try:
+        with urllib.request.urlopen(service.health_url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((BIND_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def start(service: Service, cfg: LocalCloudConfig) -> str:
+    if is_healthy(service):
+        return "already running"
+    if not port_is_free(service.port):
+        raise LaunchError(
+            f"{BIND_HOST}:{service.port} is already in use by another program, so {service.name} cannot start. "
+            f"Set {service.port_variable} to another port (e.g. {service.port_variable}={service.port + 100})."
+        )
+    if not Path(service.command[0]).exists():
+        raise LaunchError(f"{service.command[0]} is missing: run `make venvs` first.")
+    for directory in (cfg.run_dir, service.log_file(cfg).parent, *(Path(v) for k, v in service.env.items() if k.endswith("_DIR") or k == "TMPDIR")):
+        directory.mkdir(parents=True, exist_ok=True)
+    with service.log_file(cfg).open("ab") as log:
+        process = subprocess.Popen(
+            service.command,
+            cwd=PROJECT_ROOT,
+            env=os.environ | service.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the make target that started it
+        )
+    service.pid_file(cfg).write_text(str(process.pid))
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LaunchError(f"{service.name} exited with code {process.returncode}; see {service.log_file(cfg)}")
+        if is_healthy(service):
+            return f"started (pid {process.pid})"
+        time.sleep(0.2)
+    raise LaunchError(f"{service.name} did not become healthy in {HEALTH_TIMEOUT_S:.0f}s; see {service.log_file(cfg)}")
+
+
+def stop(service: Service, cfg: LocalCloudConfig) -> str:
+    pid = read_pid(service.pid_file(cfg))
+    if pid is None:
+        service.pid_file(cfg).unlink(missing_ok=True)
+        return "not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and read_pid(service.pid_file(cfg)) is not None:
+        time.sleep(0.1)
+    if read_pid(service.pid_file(cfg)) is not None:
+        os.killpg(pid, signal.SIGKILL)
+        result = f"killed (pid {pid}) after {STOP_TIMEOUT_S:.0f}s"
+    else:
+        result = f"stopped (pid {pid})"
+    service.pid_file(cfg).unlink(missing_ok=True)
+    return result
+
+
+def connection_uri_json(cfg: LocalCloudConfig) -> str:
+    """The Airflow AWS connection for local mode: MiniStack for everything, SageMaker per service."""
+    sagemaker = {"endpoint_url": cfg.sagemaker_url}
+    extra = {
+        "region_name": REGION,
+        "endpoint_url": cfg.ministack_url,
+        "service_config": {"sagemaker": sagemaker, "sagemaker-runtime": sagemaker},
+    }
+    return json.dumps({"conn_type": "aws", "login": DUMMY_ACCESS_KEY, "password": DUMMY_SECRET_KEY, "extra": extra})
+
+
+def environment(cfg: LocalCloudConfig) -> dict[str, str]:
+    return {
+        "AIRFLOW_CONN_AWS_DEFAULT": connection_uri_json(cfg),
+        "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": cfg.ministack_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER": cfg.sagemaker_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": cfg.sagemaker_url,
+        "LOCALCLOUD_HOME": str(cfg.home),
+    }
+
+
+def write_env_file(cfg: LocalCloudConfig) -> Path:
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in environment(cfg).items()]
+    cfg.env_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.env_file.write_text("# Written by `make up`: source it to point AWS clients at the local cloud.\n" + "\n".join(lines) + "\n")
+    return cfg.env_file
+
+
+def up(cfg: LocalCloudConfig) -> list[str]:
+    report = [f"{s.name:<10} {start(s, cfg)} on http://{BIND_HOST}:{s.port}" for s in services(cfg)]
+    report.append(f"env file   {write_env_file(cfg)}")
+    return report
+
+
+def down(cfg: LocalCloudConfig) -> list[str]:
+    # Reverse order: SageMaker flushes captured data into MiniStack's S3 before MiniStack stops.
+    return [f"{s.name:<10} {stop(s, cfg)}" for s in reversed(services(cfg))]
+
+
+def status(cfg: LocalCloudConfig) -> list[str]:
+    return [f"{s.name:<10} {'healthy' if is_healthy(s) else 'down'} on http://{BIND_HOST}:{s.port}" for s in services(cfg)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    commands = {"up": up, "down": down, "status": status}
+    if len(args) != 1 or args[0] not in commands:
+        print("usage: python -m localcloud {up|down|status}", file=sys.stderr)
+        return 2
+    try:
+        for line in commands[args[0]](LocalCloudConfig.from_env()):
+            print(line)
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,122 @@
+"""Models and endpoint configurations: plain records that endpoints and transform jobs use."""
+from __future__ import annotations
+
+from typing import Any
+
+from localcloud.sagemaker.exceptions import ValidationException
+from localcloud.sagemaker.models.base import Context, Operation, already_exists, arn, list_page, now, pick, require
+
+MODEL = "model"
+ENDPOINT_CONFIG = "endpoint-config"
+
+
+def model_not_found(name: str) -> ValidationException:
+    return ValidationException(f'Could not find model "{arn("model", name)}".')
+
+
+def endpoint_config_not_found(name: str) -> ValidationException:
+    return ValidationException(f'Could not find endpoint configuration "{name}".')
+
+
+class ModelRegistry:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def operations(self) -> dict[str, Operation]:
+        return {
+            "CreateModel": self.create_model,
+            "DescribeModel": self.describe_model,
+            "DeleteModel": self.delete_model,
+            "ListModels": self.list_models,
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self.describe_endpoint_config,
+            "DeleteEndpointConfig": self.delete_endpoint_config,
+            "ListEndpointConfigs": self.list_endpoint_configs,
+        }
+
+    # --- models ----------------------------------------------------------------------------
+    def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["ModelName"]
+        containers = [params["PrimaryContainer"]] if params.get("PrimaryContainer") else params.get("Containers") or []
+        if not containers:
+            raise ValidationException("Either PrimaryContainer or Containers must be specified.")
+        if not all(c.get("Image") or c.get("ModelPackageName") for c in containers):
+            raise ValidationException("Every container must specify an Image.")
+        with self.ctx.lock:
+            if self.ctx.store.get(MODEL, name):
+                raise already_exists("model", arn("model", name))
+            description = {k: v for k, v in params.items() if k != "Tags"} | {
+                "ModelArn": arn("model", name),
+                "CreationTime": now(),
+            }
+            description.setdefault("EnableNetworkIsolation", False)
+            self.ctx.store.put(MODEL, name, description)
+        return {"ModelArn": description["ModelArn"]}
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        found = self.ctx.store.get(MODEL, name)
+        if found is None:
+            raise model_not_found(name)
+        return found
+
+    def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.get_model(params["ModelName"])
+
+    def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.ctx.lock:
+            self.get_model(params["ModelName"])
+            self.ctx.store.delete(MODEL, params["ModelName"])
+        return {}
+
+    def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        return list_page(
+            self.ctx.store.list(MODEL),
+            params,
+            result_key="Models",
+            name_key="ModelName",
+            summarize=lambda m: pick(m, "ModelName", "ModelArn", "CreationTime"),
+        )
+
+    # --- endpoint configurations ------------------------------------------------------------
+    def create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointConfigName"]
+        variants = [dict(v) for v in params["ProductionVariants"]]
+        names = [v["VariantName"] for v in variants]
+        if len(set(names)) != len(names):
+            raise ValidationException("Each production variant must have a unique VariantName.")
+        with self.ctx.lock:
+            if self.ctx.store.get(ENDPOINT_CONFIG, name):
+                raise already_exists("endpoint configuration", arn("endpoint-config", name))
+            for variant in variants:
+                if variant.get("ModelName") is None:
+                    raise ValidationException("ProductionVariant ModelName is required.")
+                self.get_model(variant["ModelName"])
+                variant.setdefault("InitialVariantWeight", 1.0)
+            description = {k: v for k, v in params.items() if k != "Tags"} | {
+                "ProductionVariants": variants,
+                "EndpointConfigArn": arn("endpoint-config", name),
+                "CreationTime": now(),
+            }
+            self.ctx.store.put(ENDPOINT_CONFIG, name, description)
+        return {"EndpointConfigArn": description["EndpointConfigArn"]}
+
+    def get_endpoint_config(self, name: str) -> dict[str, Any]:
+        return require(self.ctx.store.get(ENDPOINT_CONFIG, name), endpoint_config_not_found(name).message)
+
+    def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.get_endpoint_config(params["EndpointConfigName"])
+
+    def delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.ctx.lock:
+            self.get_endpoint_config(params["EndpointConfigName"])
+            self.ctx.store.delete(ENDPOINT_CONFIG, params["EndpointConfigName"])
+        return {}
+
+    def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        return list_page(
+            self.ctx.store.list(ENDPOINT_CONFIG),
+            params,
+            result_key="EndpointConfigs",
+            name_key="EndpointConfigName",
+            summarize=lambda c: pick(c, "EndpointConfigName", "EndpointConfigArn", "CreationTime"),
+        )

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real local cloud (MiniStack + local SageMaker) on free loopback ports,
+in a throw-away LOCALCLOUD_HOME, driven only through boto3 as a user would."""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from localcloud import launcher
+from localcloud.config import LocalCloudConfig
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalCloud:
+    cfg: LocalCloudConfig
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        # AWS_ENDPOINT_URL_* from launcher.environment() route each service; nothing else is set.
+        return boto3.client(service, **kwargs)
+
+    def restart_sagemaker(self) -> None:
+        sagemaker = launcher.services(self.cfg)[1]
+        launcher.stop(sagemaker, self.cfg)
+        launcher.start(sagemaker, self.cfg)
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    home: Path = tmp_path_factory.mktemp("localcloud")
+    env = {
+        "LOCALCLOUD_HOME": str(home),
+        "MINISTACK_PORT": str(free_port()),
+        "LOCAL_SAGEMAKER_PORT": str(free_port()),
+    }
+    cfg = LocalCloudConfig.from_env(os.environ | env)
+    saved = dict(os.environ)
+    os.environ.update(env | launcher.environment(cfg))
+    try:
+        launcher.up(cfg)
+        yield LocalCloud(cfg)
+    finally:
+        launcher.down(cfg)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def sagemaker(local_cloud: LocalCloud) -> Any:
+    return local_cloud.client("sagemaker")
+
+
+@pytest.fixture(scope="session")
+def s3(local_cloud: LocalCloud) -> Any:
+    return local_cloud.client("s3")
+
+
+@pytest.fixture(scope="session")
+def runtime(local_cloud: LocalCloud) -> Any:
+    return local_cloud.client("sagemaker-runtime")
+
+
+@pytest.fixture(scope="session")
+def logs(local_cloud: LocalCloud) -> Any:
+    return local_cloud.client("logs")
+
+
+ROLE_ARN = "arn:aws:iam::000000000000:role/scones-sagemaker-execution"
+PYTORCH_TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
+PYTORCH_INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
