@@ -104,9 +104,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def _reap_if_our_child(pid: int) -> None:
+    """A service started by this very process (as in tests) lingers as a zombie until reaped."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 def read_pid(path: Path) -> int | None:
+    """The pid in a pid file if that process is still alive, else None."""
     try:
         pid = int(path.read_text().strip())
+        _reap_if_our_child(pid)
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None

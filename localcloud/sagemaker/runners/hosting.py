@@ -1,0 +1,381 @@
+"""Model servers: one `serving_worker.py` process per endpoint instance (or transform worker),
+serving one extracted model directory on a free 127.0.0.1 port.
+
+Owns the process life cycle (launch, /ping health, respawn, drain-then-stop) and the HTTP hop
+from the local SageMaker to the worker. Knows nothing about endpoints, routing or the store:
+`models/endpoints.py` and the batch-transform runner build on this API.
+
+A server that `stop()` has begun is *retired*: new requests on it raise `WorkerRetired` (pick
+another server), requests already in flight finish before the process is terminated. That is
+what makes a blue/green switch lossless."""
+from __future__ import annotations
+
+import asyncio
+import http.client
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from localcloud.config import BIND_HOST
+from localcloud.sagemaker.runners import artifacts
+
+log = logging.getLogger(__name__)
+
+WORKER_SCRIPT = Path(__file__).with_name("serving_worker.py")
+INVOCATION_TIMEOUT_S = 60.0  # SageMaker's limit for a container to answer /invocations
+CONNECT_TIMEOUT_S = 2.0  # the contract says 250 ms; leave room for a loaded 2-core machine
+PING_TIMEOUT_S = 2.0  # /ping must answer within 2 s
+HEALTH_POLL_INTERVAL_S = 0.1
+DRAIN_TIMEOUT_S = INVOCATION_TIMEOUT_S  # no in-flight request can legitimately outlive this
+TERMINATE_GRACE_S = 5.0
+# Variables of the control plane's own interpreter that must not leak into the framework's python.
+_PRIVATE_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+
+
+class HostingError(Exception):
+    """Base of everything this module raises; `reason` is fit for a FailureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WorkerFailed(HostingError):
+    """The worker could not be started or never passed /ping."""
+
+
+class ModelDataUnavailable(WorkerFailed):
+    """ModelDataUrl could not be downloaded or extracted."""
+
+
+class WorkerUnavailable(HostingError):
+    """The worker process is dead, refused the connection or dropped it mid-request."""
+
+
+class WorkerRetired(WorkerUnavailable):
+    """stop() has begun on this server: route the request to another one."""
+
+
+class WorkerTimeout(HostingError):
+    """A live worker did not answer within the invocation timeout."""
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    status: int
+    body: bytes
+    content_type: str
+    custom_attributes: str | None
+
+
+def prepare_model_dir(s3: Any, model_data_url: str, dest: Path) -> Path:
+    """Download `model.tar.gz` and extract it into dest (model files at the root, code/ beside them)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest.parent / f".{dest.name}.model.tar.gz"
+    try:
+        bucket, key = artifacts.parse_s3_uri(model_data_url)
+    except ValueError as error:
+        raise ModelDataUnavailable(f"ModelDataUrl {model_data_url!r} is not an S3 URI.") from error
+    try:
+        artifacts.download_object(s3, model_data_url, archive)
+    except Exception as error:  # botocore raises ClientError for 404/403 and others for transport
+        # AWS's wording, plus the URL so the user sees which object is missing.
+        raise ModelDataUnavailable(
+            f"Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is an object "
+            f"located at the URL {model_data_url} and that the role passed to CreateModel has permissions to "
+            f"download the model. ({error})"
+        ) from error
+    try:
+        artifacts.safe_extract_tar(archive, dest)
+    except Exception as error:  # tarfile.ReadError, UnsafeArchive, ...
+        raise ModelDataUnavailable(f"Failed to extract model data from {model_data_url}: {error}") from error
+    finally:
+        archive.unlink(missing_ok=True)
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((BIND_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _worker_environment(environment: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+    return base | {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"} | dict(environment)
+
+
+# One pooled client per event loop (an AsyncClient is bound to the loop that first used it);
+# connections are keyed by host:port, so every worker shares the same pool.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_sync_client: httpx.Client | None = None
+_sync_client_lock = threading.Lock()
+_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=5.0)
+
+
+def _async_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = httpx.AsyncClient(limits=_LIMITS, timeout=INVOCATION_TIMEOUT_S)
+        _async_clients[loop] = client
+    return client
+
+
+def _blocking_client() -> httpx.Client:
+    global _sync_client
+    with _sync_client_lock:
+        if _sync_client is None:
+            _sync_client = httpx.Client(limits=_LIMITS, timeout=INVOCATION_TIMEOUT_S)
+        return _sync_client
+
+
+class ModelServer:
+    """One worker process. Thread-safe; `invoke` is for the event loop, `invoke_sync` for threads."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        port: int,
+        *,
+        python: Path,
+        model_dir: Path,
+        environment: dict[str, str],
+        log_path: Path,
+        log_sink: Callable[[str], None] | None,
+    ) -> None:
+        self.process = process
+        self.port = port
+        self.python = python
+        self.model_dir = model_dir
+        self.environment = dict(environment)
+        self.log_path = log_path
+        self.log_sink = log_sink
+        self.url = f"http://{BIND_HOST}:{port}/invocations"
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
+        self._retired = False
+        self._drained = threading.Event()
+        self._log_copier = threading.Thread(target=self._copy_output, name=f"worker-{process.pid}-log", daemon=True)
+        self._log_copier.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
+
+    @classmethod
+    def launch(
+        cls,
+        *,
+        python: Path,
+        model_dir: Path,
+        environment: dict[str, str],
+        log_path: Path,
+        log_sink: Callable[[str], None] | None = None,
+    ) -> ModelServer:
+        """Start a worker; it binds at once and answers /ping with 200 once model_fn has returned.
+        `log_sink` receives every output line too (e.g. a CloudWatch LogStream.write)."""
+        port = free_port()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [str(python), str(WORKER_SCRIPT), "--model-dir", str(model_dir), "--port", str(port)]
+        process = subprocess.Popen(
+            command,
+            cwd=model_dir,
+            env=_worker_environment(environment),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches anything the model spawned
+        )
+        log.info("model server pid %d on port %d for %s", process.pid, port, model_dir)
+        return cls(
+            process, port, python=python, model_dir=model_dir, environment=environment, log_path=log_path, log_sink=log_sink
+        )
+
+    def respawn(self) -> ModelServer:
+        """A fresh process with the same model, environment and logs (after this one died)."""
+        return ModelServer.launch(
+            python=self.python,
+            model_dir=self.model_dir,
+            environment=self.environment,
+            log_path=self.log_path,
+            log_sink=self.log_sink,
+        )
+
+    # --- health ---------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """Whether the process is running (a retired server may still be draining)."""
+        return self.process.poll() is None
+
+    def ping(self) -> bool:
+        connection = http.client.HTTPConnection(BIND_HOST, self.port, timeout=PING_TIMEOUT_S)
+        try:
+            connection.request("GET", "/ping")
+            response = connection.getresponse()
+            response.read()
+            return response.status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            exit_code = self.process.poll()
+            if exit_code is not None:
+                raise WorkerFailed(f"The model server exited with code {exit_code} before passing /ping; see {self.log_path}")
+            if self.ping():
+                return
+            if time.monotonic() >= deadline:
+                raise WorkerFailed(f"The model server did not pass /ping within {timeout_s:.0f} s; see {self.log_path}")
+            time.sleep(HEALTH_POLL_INTERVAL_S)
+
+    # --- invocations ----------------------------------------------------------------------------
+    async def invoke(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None) -> WorkerReply:
+        self._enter()
+        try:
+            response = await _async_client().post(
+                self.url, content=body, headers=self._headers(content_type, accept, custom_attributes), timeout=self._timeout()
+            )
+        except httpx.TimeoutException as error:
+            raise self._classify_timeout(error) from error
+        except httpx.TransportError as error:
+            raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
+        finally:
+            self._leave()
+        return self._reply(response)
+
+    def invoke_sync(
+        self, body: bytes, content_type: str, accept: str, timeout_s: float = INVOCATION_TIMEOUT_S
+    ) -> WorkerReply:
+        self._enter()
+        try:
+            response = _blocking_client().post(
+                self.url, content=body, headers=self._headers(content_type, accept, None), timeout=self._timeout(timeout_s)
+            )
+        except httpx.TimeoutException as error:
+            raise self._classify_timeout(error) from error
+        except httpx.TransportError as error:
+            raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
+        finally:
+            self._leave()
+        return self._reply(response)
+
+    def _enter(self) -> None:
+        with self._flight_lock:
+            if self._retired:
+                raise WorkerRetired(f"model server pid {self.pid} is stopping")
+            if self.process.poll() is not None:
+                raise WorkerUnavailable(f"model server pid {self.pid} exited with code {self.process.returncode}")
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._flight_lock:
+            self._in_flight -= 1
+            if self._retired and self._in_flight == 0:
+                self._drained.set()
+
+    @staticmethod
+    def _headers(content_type: str, accept: str, custom_attributes: str | None) -> dict[str, str]:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        if custom_attributes:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+        return headers
+
+    @staticmethod
+    def _timeout(read_s: float = INVOCATION_TIMEOUT_S) -> httpx.Timeout:
+        return httpx.Timeout(read_s, connect=CONNECT_TIMEOUT_S)
+
+    def _classify_timeout(self, error: httpx.TimeoutException) -> HostingError:
+        if isinstance(error, httpx.ConnectTimeout) or self.process.poll() is not None:
+            return WorkerUnavailable(f"model server pid {self.pid} did not accept the connection: {error!r}")
+        return WorkerTimeout(f"model server pid {self.pid} did not answer in time")
+
+    @staticmethod
+    def _reply(response: httpx.Response) -> WorkerReply:
+        return WorkerReply(
+            status=response.status_code,
+            body=response.content,
+            content_type=response.headers.get("content-type", "application/octet-stream"),
+            custom_attributes=response.headers.get("x-amzn-sagemaker-custom-attributes"),
+        )
+
+    # --- stopping -------------------------------------------------------------------------------
+    def stop(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Refuse new requests, let in-flight ones finish, then terminate the process group."""
+        with self._flight_lock:
+            self._retired = True
+            if self._in_flight == 0:
+                self._drained.set()
+        if not self._drained.wait(drain_timeout_s):
+            log.warning("model server pid %d still busy after %.0f s; stopping it anyway", self.pid, drain_timeout_s)
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.process.wait()
+        self._signal(signal.SIGKILL)  # whatever the model spawned goes with it
+        self._log_copier.join(timeout=2.0)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _copy_output(self) -> None:
+        stdout: IO[bytes] | None = self.process.stdout
+        if stdout is None:
+            return
+        with self.log_path.open("ab") as local, stdout:
+            for raw in stdout:
+                local.write(raw)
+                local.flush()
+                if self.log_sink is not None:
+                    try:
+                        self.log_sink(raw.decode("utf-8", errors="replace"))
+                    except Exception:  # logs are a convenience; serving must go on
+                        log.debug("log sink failed", exc_info=True)
+
+
+def log_tail(path: Path, max_chars: int = 2000) -> str:
+    """The end of a worker log, for the server log when a worker fails."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_chars))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+__all__ = [
+    "HostingError",
+    "ModelDataUnavailable",
+    "ModelServer",
+    "WorkerFailed",
+    "WorkerReply",
+    "WorkerRetired",
+    "WorkerTimeout",
+    "WorkerUnavailable",
+    "log_tail",
+    "prepare_model_dir",
+]
