@@ -1,4 +1,5 @@
 """Where the local cloud lives and listens: one place for every path, port and env var name."""
+
 from __future__ import annotations
 
 import os

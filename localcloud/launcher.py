@@ -4,6 +4,7 @@
 checks, and writes `<home>/env`: the Airflow connection for local mode plus the standard AWS
 variables, for the other make targets to source. `down` stops the SageMaker first so its
 data-capture buffers flush into MiniStack's S3 before MiniStack stops."""
+
 from __future__ import annotations
 
 import json
@@ -133,7 +134,8 @@ def start(service: Service, cfg: LocalCloudConfig) -> str:
         )
     if not Path(service.command[0]).exists():
         raise LaunchError(f"{service.command[0]} is missing: run `make venvs` first.")
-    for directory in (cfg.run_dir, service.log_file(cfg).parent, *(Path(v) for k, v in service.env.items() if k.endswith("_DIR") or k == "TMPDIR")):
+    env_dirs = (Path(v) for k, v in service.env.items() if k.endswith("_DIR") or k == "TMPDIR")
+    for directory in (cfg.run_dir, service.log_file(cfg).parent, *env_dirs):
         directory.mkdir(parents=True, exist_ok=True)
     with service.log_file(cfg).open("ab") as log:
         process = subprocess.Popen(
@@ -201,7 +203,8 @@ def environment(cfg: LocalCloudConfig) -> dict[str, str]:
 def write_env_file(cfg: LocalCloudConfig) -> Path:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in environment(cfg).items()]
     cfg.env_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg.env_file.write_text("# Written by `make up`: source it to point AWS clients at the local cloud.\n" + "\n".join(lines) + "\n")
+    header = "# Written by `make up`: source it to point AWS clients at the local cloud.\n"
+    cfg.env_file.write_text(header + "\n".join(lines) + "\n")
     return cfg.env_file
 
 
@@ -217,7 +220,9 @@ def down(cfg: LocalCloudConfig) -> list[str]:
 
 
 def status(cfg: LocalCloudConfig) -> list[str]:
-    return [f"{s.name:<10} {'healthy' if is_healthy(s) else 'down'} on http://{BIND_HOST}:{s.port}" for s in services(cfg)]
+    return [
+        f"{s.name:<10} {'healthy' if is_healthy(s) else 'down'} on http://{BIND_HOST}:{s.port}" for s in services(cfg)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,13 @@
 """Shared fixtures: the real local cloud (MiniStack + local SageMaker) on free loopback ports,
 in a throw-away LOCALCLOUD_HOME, driven only through boto3 as a user would."""
+
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +16,28 @@ from typing import Any
 import boto3
 import pytest
 
-from localcloud import launcher
-from localcloud.config import LocalCloudConfig
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# DAG folders that dag.test() may run: it re-parses the DAG's bundle, so every test DAG must live
+# in the configured dags folder. One throw-away folder links the project's and the tests' DAGs.
+TEST_DAG_FOLDERS = {"localcloud_tests": PROJECT_ROOT / "tests" / "localcloud" / "provider_dags"}
+
+
+def _airflow_home() -> str:
+    home = Path(tempfile.mkdtemp(prefix="scones-airflow-home-"))
+    dags = home / "dags"
+    dags.mkdir()
+    for name, folder in TEST_DAG_FOLDERS.items():
+        (dags / name).symlink_to(folder)
+    return str(home)
+
+
+# Airflow reads its configuration at import time: point it at a throw-away SQLite home first.
+os.environ.setdefault("AIRFLOW_HOME", _airflow_home())
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+from localcloud import launcher  # noqa: E402
+from localcloud.config import LocalCloudConfig  # noqa: E402
 
 
 def free_port() -> int:
@@ -54,6 +78,14 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
         launcher.down(cfg)
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated SQLite metadata DB, needed by dag.test()."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+    )
 
 
 @pytest.fixture(scope="session")

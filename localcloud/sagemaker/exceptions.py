@@ -2,6 +2,7 @@
 
 Each carries the HTTP status AWS uses, so the protocol layer can encode it without knowing
 which operation raised it."""
+
 from __future__ import annotations
 
 from typing import Any

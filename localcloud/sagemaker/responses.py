@@ -1,6 +1,7 @@
 """Protocol layer: decode SageMaker's JSON 1.1 control-plane requests and its rest-json runtime
 requests, validate them against botocore's model, call the backend, and encode results and
 errors exactly as AWS does. Knows nothing about processes or storage."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """URL routing: which HTTP request is which operation. Everything else is in responses.py."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI, Request

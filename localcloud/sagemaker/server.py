@@ -3,6 +3,7 @@
     python -m localcloud.sagemaker.server --port 4567 --home .localcloud/sagemaker \
         --ministack-url http://127.0.0.1:4566 --pytorch-python .venv-pytorch/bin/python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,7 @@ from localcloud.sagemaker.store import Store
 
 
 def build_backend(home: Path, ministack_url: str, pytorch_python: Path) -> SageMakerBackend:
-    ctx = Context(
-        store=Store(home / "state.db"), home=home, ministack_url=ministack_url, pytorch_python=pytorch_python
-    )
+    ctx = Context(store=Store(home / "state.db"), home=home, ministack_url=ministack_url, pytorch_python=pytorch_python)
     return SageMakerBackend(ctx)
 
 

@@ -3,6 +3,7 @@
 Descriptions are stored exactly as Describe* returns them, so a restart needs no conversion.
 Thread-safe: the control plane serves requests from a thread pool and runners report from
 their own threads."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ lengths, patterns, enums and ranges on the server. This module does the server's
 AWS's message shape:
     1 validation error detected: Value '<v>' at '<member>' failed to satisfy constraint: ...
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,7 @@ _UNENFORCED_PATTERN_MEMBERS = {"DestinationS3Uri"}
 _JAVA_CLASS = re.compile(r"\\p\{[A-Za-z]+\}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def service_model(service: str = "sagemaker") -> ServiceModel:
     return botocore.session.get_session().get_service_model(service)
 
@@ -35,7 +36,7 @@ def operation_model(name: str, service: str = "sagemaker") -> OperationModel:
     return model.operation_model(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(pattern: str) -> re.Pattern[str] | None:
     """AWS patterns are Java regexes matched against the whole value; skip ones Python can't read."""
     if _JAVA_CLASS.search(pattern):

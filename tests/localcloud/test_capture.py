@@ -1,16 +1,16 @@
 """Data capture against the real services: the CaptureWriter delivering to MiniStack's S3 (spool,
 rotation, retry after a failed upload, recovery after a crash), and endpoint data capture end to
 end through boto3 (sampling, capture modes, exact payload round trip, nothing lost on restart)."""
+
 from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,19 @@ import pytest
 from localcloud.config import PROJECT_ROOT
 from localcloud.sagemaker.models.invocation import Invocation, InvocationResult
 from localcloud.sagemaker.runners.capture import CaptureWriter
+from tests.localcloud.helpers import create_pure_python_model, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SDK_HEADER = {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+DEPLOY_TIMEOUT_S = 60.0
+FLUSH_WAIT_S = 15.0  # the server flushes every 2 s; leave room for a loaded machine
 
 
-def capture_config(bucket: str, prefix: str, *, sampling: int = 100, modes: tuple[str, ...] = ("Input", "Output")) -> dict:
+def capture_config(
+    bucket: str, prefix: str, *, sampling: int = 100, modes: tuple[str, ...] = ("Input", "Output")
+) -> dict:
     return {
         "EnableCapture": True,
         "InitialSamplingPercentage": sampling,
@@ -52,17 +57,21 @@ def captured_objects(s3: Any, bucket: str, prefix: str) -> dict[str, list[dict]]
     return found
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
-
-
 def all_records(objects: dict[str, list[dict]]) -> list[dict]:
     return [record for records in objects.values() for record in records]
+
+
+def wait_for_records(s3: Any, bucket: str, prefix: str, count: int) -> dict[str, list[dict]]:
+    """The capture objects under prefix once they hold at least `count` records (or at the deadline)."""
+    found: dict[str, list[dict]] = {}
+
+    def enough() -> bool:
+        found.clear()
+        found.update(captured_objects(s3, bucket, prefix))
+        return len(all_records(found)) >= count
+
+    wait_for(enough, FLUSH_WAIT_S)
+    return found
 
 
 # --- the writer, directly against MiniStack S3 -------------------------------------------------
@@ -131,6 +140,7 @@ import os, sys
 from pathlib import Path
 from localcloud.sagemaker.models.invocation import Invocation, InvocationResult
 from localcloud.sagemaker.runners.capture import CaptureWriter
+from tests.localcloud.helpers import create_pure_python_model
 writer = CaptureWriter(None, Path(sys.argv[1]), flush_interval_s=3600)
 config = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": sys.argv[2],
           "CaptureOptions": [{"CaptureMode": "Input"}]}
@@ -145,7 +155,9 @@ def test_spool_left_by_a_crashed_process_is_uploaded_by_the_next_writer(s3: Any,
     bucket = new_bucket(s3)
     spool = tmp_path / "spool"
     code = textwrap.dedent(CRASHING_WRITER)
-    subprocess.run([sys.executable, "-c", code, str(spool), f"s3://{bucket}/crash", "5"], check=True, cwd=PROJECT_ROOT, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code, str(spool), f"s3://{bucket}/crash", "5"], check=True, cwd=PROJECT_ROOT, timeout=60
+    )
     assert len(list(spool.glob("*/*.jsonl"))) == 1
     writer = CaptureWriter(s3, spool, flush_interval_s=3600)  # its first round uploads leftovers
     try:
@@ -157,3 +169,104 @@ def test_spool_left_by_a_crashed_process_is_uploaded_by_the_next_writer(s3: Any,
         str(i).encode() for i in range(5)
     ]
     assert all(list(r["captureData"]) == ["endpointInput"] for r in records)
+
+
+# --- end to end: endpoints with DataCaptureConfig ------------------------------------------------
+KEY = re.compile(r"^(?P<dir>.+/\d{4}/\d{2}/\d{2}/(?P<hour>\d{2}))/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
+
+
+@pytest.fixture(scope="module")
+def capture_bucket(s3: Any) -> str:
+    return new_bucket(s3)
+
+
+@pytest.fixture(scope="module")
+def capture_model(sagemaker: Any, s3: Any, capture_bucket: str) -> str:
+    return create_pure_python_model(sagemaker, s3, capture_bucket, f"capture-model-{uuid.uuid4().hex[:6]}")
+
+
+def deploy(sagemaker: Any, model: str, config: dict) -> str:
+    name = f"cap-{uuid.uuid4().hex[:8]}"
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": model,
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+    }
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], DataCaptureConfig=config)
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    described = wait_for(
+        lambda: (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointStatus"] != "Creating" and d,
+        timeout_s=DEPLOY_TIMEOUT_S,
+    )
+    assert described and described["EndpointStatus"] == "InService", described
+    return name
+
+
+def invoke_png(runtime: Any, endpoint: str, body: bytes, **extra: Any) -> bytes:
+    response = runtime.invoke_endpoint(
+        EndpointName=endpoint, Body=body, ContentType="image/png", Accept="application/json", **extra
+    )
+    return bytes(response["Body"].read())
+
+
+def test_endpoint_capture_round_trips_the_exact_input_and_output(
+    sagemaker: Any, runtime: Any, s3: Any, capture_bucket: str, capture_model: str
+) -> None:
+    endpoint = deploy(sagemaker, capture_model, capture_config(capture_bucket, "e2e"))
+    described = sagemaker.describe_endpoint(EndpointName=endpoint)["DataCaptureConfig"]
+    assert described["EnableCapture"] is True and described["CaptureStatus"] == "Started"
+    bodies = [PNG_BYTES + bytes([i]) for i in range(3)]
+    outputs = [invoke_png(runtime, endpoint, body, InferenceId=f"inf-{i}") for i, body in enumerate(bodies)]
+
+    prefix = f"e2e/{endpoint}/AllTraffic/"
+    objects = wait_for_records(s3, capture_bucket, prefix, 3)
+    for key, records in objects.items():
+        match = KEY.match(key)
+        assert match and match["dir"].startswith(prefix.rstrip("/")), key
+        assert {r["eventMetadata"]["inferenceTime"][11:13] for r in records} == {match["hour"]}  # UTC hour folder
+    records = sorted(all_records(objects), key=lambda r: r["eventMetadata"]["inferenceId"])
+    assert len(records) == 3
+    for record, body, output in zip(records, bodies, outputs, strict=True):
+        captured_input = record["captureData"]["endpointInput"]
+        assert captured_input["observedContentType"] == "image/png"
+        assert captured_input["mode"] == "INPUT" and captured_input["encoding"] == "BASE64"
+        assert base64.b64decode(captured_input["data"]) == body
+        assert record["captureData"]["endpointOutput"] == {
+            "observedContentType": "application/json",
+            "mode": "OUTPUT",
+            "data": output.decode(),
+            "encoding": "JSON",
+        }
+        assert json.loads(output)["bytes"] == len(body)  # the output really is this input's prediction
+        assert record["eventVersion"] == "0"
+        assert uuid.UUID(record["eventMetadata"]["eventId"]).version == 4
+
+
+def test_sampling_zero_captures_nothing_and_input_mode_captures_no_output(
+    sagemaker: Any, runtime: Any, s3: Any, capture_bucket: str, capture_model: str
+) -> None:
+    unsampled = deploy(sagemaker, capture_model, capture_config(capture_bucket, "zero", sampling=0))
+    input_only = deploy(sagemaker, capture_model, capture_config(capture_bucket, "in-only", modes=("Input",)))
+    for _ in range(3):
+        invoke_png(runtime, unsampled, PNG_BYTES)
+        invoke_png(runtime, input_only, PNG_BYTES)
+    records = all_records(wait_for_records(s3, capture_bucket, "in-only/", 3))
+    assert len(records) == 3
+    assert all(list(r["captureData"]) == ["endpointInput"] for r in records)
+    # The input-only endpoint's files arrived, so a flush has run since the unsampled calls too.
+    assert captured_objects(s3, capture_bucket, "zero/") == {}
+
+
+def test_a_restart_right_after_a_burst_loses_no_record(
+    local_cloud: Any, sagemaker: Any, runtime: Any, s3: Any, capture_bucket: str, capture_model: str
+) -> None:
+    endpoint = deploy(sagemaker, capture_model, capture_config(capture_bucket, "burst"))
+    calls = 40
+    for i in range(calls):
+        invoke_png(runtime, endpoint, PNG_BYTES + i.to_bytes(2, "big"))
+    local_cloud.restart_sagemaker()
+    records = all_records(wait_for_records(s3, capture_bucket, "burst/", calls))
+    assert len(records) == calls
+    inputs = sorted(base64.b64decode(r["captureData"]["endpointInput"]["data"]) for r in records)
+    assert inputs == sorted(PNG_BYTES + i.to_bytes(2, "big") for i in range(calls))  # each call exactly once

@@ -1,4 +1,5 @@
 """Data capture's pure parts: sampling, encoding, record shape and S3 key layout. No services."""
+
 from __future__ import annotations
 
 import base64
@@ -14,6 +15,7 @@ from localcloud.sagemaker.runners.capture import (
     build_record,
     capture_key,
     capture_sides,
+    complete_lines,
     enabled_sampling,
     encode,
     should_capture,
@@ -168,3 +170,10 @@ def test_capture_key_hour_is_utc_and_file_id_is_kept() -> None:
 
 def test_capture_key_for_a_bare_bucket() -> None:
     assert capture_key("s3://bucket", "ep", "v1", WHEN, file_id="x") == "ep/v1/2026/11/21/17/25-49-123-x.jsonl"
+
+
+def test_a_half_written_last_line_is_dropped_from_a_spool_file() -> None:
+    assert complete_lines(b'{"a":1}\n{"b":2}\n{"c":') == b'{"a":1}\n{"b":2}\n'
+    assert complete_lines(b'{"a":1}\n') == b'{"a":1}\n'
+    assert complete_lines(b'{"partial') == b""
+    assert complete_lines(b"") == b""

@@ -1,5 +1,6 @@
 """The local SageMaker's control plane through plain boto3: models, endpoint configs, tags, paging,
 AWS error codes and messages, and state that survives a restart."""
+
 from __future__ import annotations
 
 import json
@@ -7,19 +8,11 @@ import urllib.request
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from localcloud.sagemaker import validation
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
+from tests.localcloud.helpers import assert_valid_output, error_of
 
 pytestmark = pytest.mark.e2e
-
-
-def assert_valid_output(operation: str, response: dict[str, Any]) -> None:
-    body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
-    # boto3 parsed timestamps into datetimes; re-serialise them as epoch seconds like the wire.
-    wire = json.loads(json.dumps(body, default=lambda d: d.timestamp()))
-    assert validation.output_errors(validation.operation_model(operation), wire) == []
 
 
 def create_model(sagemaker: Any, name: str) -> dict[str, Any]:
@@ -28,12 +21,6 @@ def create_model(sagemaker: Any, name: str) -> dict[str, Any]:
         PrimaryContainer={"Image": PYTORCH_INFERENCE_IMAGE, "ModelDataUrl": "s3://scones-test/model.tar.gz"},
         ExecutionRoleArn=ROLE_ARN,
     )
-
-
-def error_of(call: Any, **kwargs: Any) -> dict[str, str]:
-    with pytest.raises(ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response["Error"]
 
 
 def test_model_round_trip_and_lower_cased_arn(sagemaker: Any) -> None:
@@ -55,18 +42,33 @@ def test_duplicate_model_and_config_are_validation_exceptions(sagemaker: Any) ->
     create_model(sagemaker, "dup-model")
     error = error_of(create_model, sagemaker=sagemaker, name="dup-model")
     assert error["Code"] == "ValidationException"
-    assert error["Message"] == 'Cannot create already existing model "arn:aws:sagemaker:us-east-1:000000000000:model/dup-model".'
+    assert (
+        error["Message"]
+        == 'Cannot create already existing model "arn:aws:sagemaker:us-east-1:000000000000:model/dup-model".'
+    )
 
-    variants = [{"VariantName": "AllTraffic", "ModelName": "dup-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}]
+    variants = [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": "dup-model",
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large",
+        }
+    ]
     sagemaker.create_endpoint_config(EndpointConfigName="dup-config", ProductionVariants=variants)
     error = error_of(sagemaker.create_endpoint_config, EndpointConfigName="dup-config", ProductionVariants=variants)
     assert error["Message"].startswith('Cannot create already existing endpoint configuration "arn:aws:sagemaker:')
 
 
 def test_endpoint_config_needs_an_existing_model(sagemaker: Any) -> None:
-    variants = [{"VariantName": "AllTraffic", "ModelName": "ghost", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}]
+    variants = [
+        {"VariantName": "AllTraffic", "ModelName": "ghost", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+    ]
     error = error_of(sagemaker.create_endpoint_config, EndpointConfigName="orphan-config", ProductionVariants=variants)
-    assert error == {"Code": "ValidationException", "Message": 'Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/ghost".'}
+    assert error == {
+        "Code": "ValidationException",
+        "Message": 'Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/ghost".',
+    }
 
 
 def test_endpoint_config_round_trip_keeps_data_capture(sagemaker: Any) -> None:
@@ -78,8 +80,17 @@ def test_endpoint_config_round_trip_keeps_data_capture(sagemaker: Any) -> None:
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
         "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
     }
-    variants = [{"VariantName": "AllTraffic", "ModelName": "capture-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}]
-    created = sagemaker.create_endpoint_config(EndpointConfigName="capture-config", ProductionVariants=variants, DataCaptureConfig=capture)
+    variants = [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": "capture-model",
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large",
+        }
+    ]
+    created = sagemaker.create_endpoint_config(
+        EndpointConfigName="capture-config", ProductionVariants=variants, DataCaptureConfig=capture
+    )
     assert_valid_output("CreateEndpointConfig", created)
     described = sagemaker.describe_endpoint_config(EndpointConfigName="capture-config")
     assert described["DataCaptureConfig"] == capture
@@ -107,7 +118,10 @@ def test_bad_names_are_refused_before_anything_is_stored(sagemaker: Any, name: s
 def test_unknown_enum_is_refused(sagemaker: Any) -> None:
     error = error_of(sagemaker.list_models, SortBy="Colour")
     assert error["Code"] == "ValidationException"
-    assert "at 'sortBy' failed to satisfy constraint: Member must satisfy enum value set: [Name, CreationTime]" in error["Message"]
+    assert (
+        "at 'sortBy' failed to satisfy constraint: Member must satisfy enum value set: [Name, CreationTime]"
+        in error["Message"]
+    )
 
 
 def test_list_paging_omits_next_token_on_the_last_page(sagemaker: Any) -> None:
@@ -116,7 +130,9 @@ def test_list_paging_omits_next_token_on_the_last_page(sagemaker: Any) -> None:
     first = sagemaker.list_models(NameContains="paged-model", MaxResults=2, SortBy="Name", SortOrder="Ascending")
     assert [m["ModelName"] for m in first["Models"]] == ["paged-model-0", "paged-model-1"]
     assert_valid_output("ListModels", first)
-    second = sagemaker.list_models(NameContains="paged-model", MaxResults=2, SortBy="Name", SortOrder="Ascending", NextToken=first["NextToken"])
+    second = sagemaker.list_models(
+        NameContains="paged-model", MaxResults=2, SortBy="Name", SortOrder="Ascending", NextToken=first["NextToken"]
+    )
     assert [m["ModelName"] for m in second["Models"]] == ["paged-model-2"]
     assert "NextToken" not in second
 
@@ -130,7 +146,9 @@ def test_tags_round_trip(sagemaker: Any) -> None:
 
 
 def raw_post(url: str, body: bytes, target: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

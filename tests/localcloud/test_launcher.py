@@ -1,5 +1,6 @@
 """The launcher: idempotent `up`, a clear message for a busy port, the local-mode connection, and
 every listening socket of the local cloud on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,18 @@ def test_busy_port_names_the_variable_that_moves_it(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        cfg = LocalCloudConfig.from_env({"LOCALCLOUD_HOME": str(tmp_path), "MINISTACK_PORT": str(port), "LOCAL_SAGEMAKER_PORT": str(free_port())})
+        cfg = LocalCloudConfig.from_env(
+            {"LOCALCLOUD_HOME": str(tmp_path), "MINISTACK_PORT": str(port), "LOCAL_SAGEMAKER_PORT": str(free_port())}
+        )
         ministack = launcher.services(cfg)[0]
         with pytest.raises(launcher.LaunchError, match=f"127.0.0.1:{port} is already in use.*Set MINISTACK_PORT"):
             launcher.start(ministack, cfg)
 
 
 def test_connection_points_sagemaker_services_at_the_local_sagemaker(tmp_path: Path) -> None:
-    cfg = LocalCloudConfig.from_env({"LOCALCLOUD_HOME": str(tmp_path), "MINISTACK_PORT": "5001", "LOCAL_SAGEMAKER_PORT": "5002"})
+    cfg = LocalCloudConfig.from_env(
+        {"LOCALCLOUD_HOME": str(tmp_path), "MINISTACK_PORT": "5001", "LOCAL_SAGEMAKER_PORT": "5002"}
+    )
     connection = json.loads(launcher.environment(cfg)["AIRFLOW_CONN_AWS_DEFAULT"])
     assert connection["conn_type"] == "aws"
     assert connection["extra"]["endpoint_url"] == "http://127.0.0.1:5001"

@@ -1,4 +1,5 @@
 """Unit tests for the botocore-model validator: AWS's server-side constraints and message shape."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,12 +36,21 @@ def test_over_long_name_and_bad_enum_are_reported_together() -> None:
     message = raised.value.message
     # length and pattern both fail for the name, as on AWS
     assert message.startswith("3 validation errors detected: ")
-    assert "at 'endpointConfigName' failed to satisfy constraint: Member must have length less than or equal to 63" in message
-    assert "at 'productionVariants.1.member.instanceType' failed to satisfy constraint: Member must satisfy enum value set" in message
+    assert (
+        "at 'endpointConfigName' failed to satisfy constraint: Member must have length less than or equal to 63"
+        in message
+    )
+    assert (
+        "at 'productionVariants.1.member.instanceType' failed to satisfy constraint: Member must satisfy enum value set"
+        in message
+    )
 
 
 def test_missing_required_member_is_null() -> None:
-    with pytest.raises(ValidationException, match="Value 'null' at 'endpointName' failed to satisfy constraint: Member must not be null"):
+    with pytest.raises(
+        ValidationException,
+        match="Value 'null' at 'endpointName' failed to satisfy constraint: Member must not be null",
+    ):
         validation.validate_input(validation.operation_model("DescribeEndpoint"), {})
 
 

@@ -1,4 +1,5 @@
 """The SageMaker backend: composes the resource components and maps operation names to them."""
+
 from __future__ import annotations
 
 import logging

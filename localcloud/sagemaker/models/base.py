@@ -1,5 +1,6 @@
 """What every resource component shares: the context (store, lock, clients), ARNs, clocks,
 the AWS not-found/duplicate errors and List* paging."""
+
 from __future__ import annotations
 
 import threading
@@ -94,7 +95,8 @@ def list_page(
     sort_field = {"Name": name_key, "CreationTime": "CreationTime", "Status": status_key or name_key}.get(
         sort_by, "CreationTime"
     )
-    selected = sorted(selected, key=lambda i: i.get(sort_field) or "", reverse=params.get("SortOrder", "Descending") == "Descending")
+    descending = params.get("SortOrder", "Descending") == "Descending"
+    selected = sorted(selected, key=lambda i: i.get(sort_field) or "", reverse=descending)
     try:
         start = int(params.get("NextToken") or 0)
     except ValueError as exc:

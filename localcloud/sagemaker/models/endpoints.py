@@ -1,26 +1,375 @@
-"""Endpoints: Create/Describe/Update/Delete/List and InvokeEndpoint routing. (Being built.)"""
+"""Endpoints: Create/Describe/Update/Delete/List, their status machine, and InvokeEndpoint routing.
+
+The stored description (kind `endpoint`) is exactly what DescribeEndpoint returns. Runtime data
+stays out of it: what is deployed (`endpoint-deployment`, the resolved variants, so a restart can
+bring an endpoint back even after its config or model was deleted) and, in memory only, the routing
+table `_fleets` that the invoke hot path reads without touching SQLite.
+
+Each deployment is a `Fleet` of model-server processes per variant, started, stopped and watched by
+the `FleetSupervisor` (models/endpoint_fleet.py). UpdateEndpoint is blue/green: the new fleet must
+pass /ping while the old one serves, routing switches in one assignment, and the old servers drain
+their in-flight requests before they stop."""
+
 from __future__ import annotations
 
-from localcloud.config import ACCOUNT_ID
-from localcloud.sagemaker.exceptions import RuntimeValidationError
-from localcloud.sagemaker.models.base import Context, Operation
+import logging
+import shutil
+from dataclasses import asdict
+from typing import Any
+
+from localcloud.config import ACCOUNT_ID, REGION
+from localcloud.sagemaker.exceptions import (
+    ModelError,
+    ModelNotReadyException,
+    RuntimeValidationError,
+    SageMakerError,
+    ServiceUnavailable,
+    ValidationException,
+)
+from localcloud.sagemaker.models.base import Context, Operation, already_exists, arn, list_page, now, pick
+from localcloud.sagemaker.models.endpoint_fleet import (
+    LOG_GROUP_PREFIX,
+    PING_BUDGET_S,
+    DeployFailed,
+    Fleet,
+    FleetSupervisor,
+    VariantSpec,
+    in_background,
+)
 from localcloud.sagemaker.models.invocation import Invocation, InvocationResult
 from localcloud.sagemaker.models.registry import ModelRegistry
+from localcloud.sagemaker.runners.capture import CaptureWriter
+from localcloud.sagemaker.runners.hosting import WorkerReply, WorkerRetired, WorkerTimeout, WorkerUnavailable
+
+log = logging.getLogger(__name__)
+
+ENDPOINT = "endpoint"
+DEPLOYMENT = "endpoint-deployment"
+ROUTING_ATTEMPTS = 3  # a request that lands on a server being retired is routed again
+INVOCATION_TIMED_OUT = (
+    "Your invocation timed out while waiting for a response from container primary. "
+    "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
+LOGS_CONSOLE = f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logEventViewer:group="
+
+
+def endpoint_not_found(name: str) -> ValidationException:
+    return ValidationException(f'Could not find endpoint "{arn("endpoint", name)}".')
+
+
+def capture_summary(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    enabled = bool(config.get("EnableCapture", False))
+    return {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": config["InitialSamplingPercentage"],
+        "DestinationS3Uri": config["DestinationS3Uri"],
+        "KmsKeyId": config.get("KmsKeyId", ""),
+    }
+
+
+def desired_summaries(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "VariantName": v["VariantName"],
+            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
+            "DesiredInstanceCount": int(v.get("InitialInstanceCount") or 1),
+        }
+        for v in config["ProductionVariants"]
+    ]
+
+
+def deployed_summaries(specs: list[VariantSpec], resolution_time: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "VariantName": s.VariantName,
+            "DeployedImages": [{"SpecifiedImage": s.Image, "ResolutionTime": resolution_time}],
+            "CurrentWeight": s.Weight,
+            "DesiredWeight": s.Weight,
+            "CurrentInstanceCount": s.InstanceCount,
+            "DesiredInstanceCount": s.InstanceCount,
+        }
+        for s in specs
+    ]
+
+
+def model_error(endpoint_name: str, status: int, message: str) -> ModelError:
+    side = "client" if 400 <= status < 500 else "server"
+    group = f"{LOG_GROUP_PREFIX}/{endpoint_name}"
+    return ModelError(
+        f'Received {side} error ({status}) from primary with message "{message}". See {LOGS_CONSOLE}{group} '
+        f"in account {ACCOUNT_ID} for more information.",
+        original_status=status,
+        original_message=message,
+        log_stream_arn=f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}",
+    )
 
 
 class Endpoints:
     def __init__(self, ctx: Context, registry: ModelRegistry) -> None:
         self.ctx = ctx
         self.registry = registry
+        self.capture: CaptureWriter | None = None
+        self._fleets: dict[str, Fleet] = {}  # endpoint name -> the fleet serving it (routing table)
+        self._recovering: set[str] = set()  # InService endpoints whose fleet is still starting after a restart
+        self.supervisor = FleetSupervisor(ctx, self._fleets)
 
     def operations(self) -> dict[str, Operation]:
+        return {
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self.describe_endpoint,
+            "UpdateEndpoint": self.update_endpoint,
+            "DeleteEndpoint": self.delete_endpoint,
+            "ListEndpoints": self.list_endpoints,
+        }
+
+    # --- control plane --------------------------------------------------------------------------
+    def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name, config_name = params["EndpointName"], params["EndpointConfigName"]
+        with self.ctx.lock:
+            if self.ctx.store.get(ENDPOINT, name):
+                raise already_exists("endpoint", arn("endpoint", name))
+            config = self.registry.get_endpoint_config(config_name)
+            created = now()
+            description: dict[str, Any] = {
+                "EndpointName": name,
+                "EndpointArn": arn("endpoint", name),
+                "EndpointConfigName": config_name,
+                "ProductionVariants": desired_summaries(config),
+                "EndpointStatus": "Creating",
+                "CreationTime": created,
+                "LastModifiedTime": created,
+            }
+            if summary := capture_summary(config.get("DataCaptureConfig")):
+                description["DataCaptureConfig"] = summary
+            self.ctx.store.put(ENDPOINT, name, description)
+        in_background(self._deploy, name, config, False)
+        return {"EndpointArn": description["EndpointArn"]}
+
+    def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._get(params["EndpointName"])
+
+    def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self.ctx.lock:
+            description = self._get(name)
+            status = description["EndpointStatus"]
+            if status == "Failed":
+                raise ValidationException(f'Cannot update failed endpoint "{description["EndpointArn"]}".')
+            if status != "InService" or name in self._recovering:
+                raise ValidationException(f'Cannot update in-progress endpoint "{description["EndpointArn"]}".')
+            config = self.registry.get_endpoint_config(params["EndpointConfigName"])
+            description.pop("FailureReason", None)
+            self.ctx.store.put(ENDPOINT, name, description | {"EndpointStatus": "Updating", "LastModifiedTime": now()})
+        in_background(self._deploy, name, config, True)
+        return {"EndpointArn": description["EndpointArn"]}
+
+    def delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self.ctx.lock:
+            description = self._get(name)
+            self.ctx.store.put(ENDPOINT, name, description | {"EndpointStatus": "Deleting", "LastModifiedTime": now()})
+            fleet = self._fleets.pop(name, None)  # from now on invoke answers "not found"
+            self._recovering.discard(name)
+        in_background(self._tear_down, name, fleet)
         return {}
 
-    async def invoke(self, invocation: Invocation) -> InvocationResult:
-        raise RuntimeValidationError(f"Endpoint {invocation.endpoint_name} of account {ACCOUNT_ID} not found.")
+    def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        return list_page(
+            self.ctx.store.list(ENDPOINT),
+            params,
+            result_key="Endpoints",
+            name_key="EndpointName",
+            status_key="EndpointStatus",
+            summarize=lambda e: pick(
+                e, "EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"
+            ),
+        )
 
+    def _get(self, name: str) -> dict[str, Any]:
+        description = self.ctx.store.get(ENDPOINT, name)
+        if description is None:
+            raise endpoint_not_found(name)
+        return description
+
+    # --- runtime (hot path: no SQLite, no locks held across awaits) ---------------------------
+    async def invoke(self, invocation: Invocation) -> InvocationResult:
+        name = invocation.endpoint_name
+        for _ in range(ROUTING_ATTEMPTS):
+            fleet = self._fleets.get(name)
+            if fleet is None:
+                if name in self._recovering:
+                    raise ModelNotReadyException(f"Endpoint {name} is starting after a restart; retry shortly.")
+                raise RuntimeValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+            pool = fleet.choose(invocation.target_variant)
+            server = pool.next_server()
+            if server is None:
+                variant = pool.spec.VariantName
+                raise ServiceUnavailable(f"No instance of variant {variant} of endpoint {name} is up; restarting it.")
+            try:
+                reply = await server.invoke(
+                    invocation.body, invocation.content_type, invocation.accept, invocation.custom_attributes
+                )
+                break
+            except WorkerRetired:
+                continue  # the routing table has switched to a new fleet: route again
+            except WorkerTimeout as error:
+                raise model_error(name, 0, INVOCATION_TIMED_OUT) from error
+            except WorkerUnavailable as error:
+                log.warning("endpoint %s: %s", name, error.reason)
+                raise ServiceUnavailable(
+                    f"The instance serving variant {pool.spec.VariantName} of endpoint {name} is unavailable."
+                ) from error
+        else:
+            raise ServiceUnavailable(f"Endpoint {name} is switching deployments; retry.")
+        return self._result(fleet, pool.spec.VariantName, invocation, reply)
+
+    def _result(self, fleet: Fleet, variant: str, invocation: Invocation, reply: WorkerReply) -> InvocationResult:
+        if not 200 <= reply.status < 300:
+            raise model_error(fleet.endpoint_name, reply.status, reply.body.decode("utf-8", errors="replace"))
+        result = InvocationResult(reply.body, reply.content_type, variant, reply.custom_attributes)
+        if fleet.data_capture is not None and self.capture is not None:
+            try:
+                self.capture.record(fleet.endpoint_name, variant, fleet.data_capture, invocation, result)
+            except Exception:  # capture must never fail the caller's request
+                log.exception("data capture failed for endpoint %s", fleet.endpoint_name)
+        return result
+
+    # --- deployments ----------------------------------------------------------------------------
+    def _deploy(self, name: str, config: dict[str, Any], is_update: bool) -> None:
+        try:
+            deployment = {
+                "EndpointConfigName": config["EndpointConfigName"],
+                "Variants": [asdict(spec) for spec in self._resolve_variants(config)],
+                "DataCaptureConfig": config.get("DataCaptureConfig"),
+            }
+            fleet = self.supervisor.start(name, deployment)
+        except DeployFailed as failure:
+            log.warning("endpoint %s: deployment failed: %s", name, failure.reason)
+            changes = {"EndpointStatus": "InService" if is_update else "Failed", "FailureReason": failure.reason[:1024]}
+            self._change_description(name, changes)
+            return
+        self._activate(name, fleet, deployment, touch=True)
+
+    def _resolve_variants(self, config: dict[str, Any]) -> list[VariantSpec]:
+        specs = []
+        for variant in config["ProductionVariants"]:
+            try:
+                model = self.registry.get_model(variant["ModelName"])
+            except SageMakerError as error:
+                raise DeployFailed(error.message) from error
+            container = model.get("PrimaryContainer") or model["Containers"][0]
+            specs.append(
+                VariantSpec(
+                    VariantName=variant["VariantName"],
+                    ModelName=variant["ModelName"],
+                    Image=container.get("Image", ""),
+                    ModelDataUrl=container.get("ModelDataUrl"),
+                    Environment=dict(container.get("Environment") or {}),
+                    InstanceCount=int(variant.get("InitialInstanceCount") or 1),
+                    Weight=float(variant.get("InitialVariantWeight", 1.0)),
+                    PingBudgetSeconds=float(
+                        variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or PING_BUDGET_S
+                    ),
+                )
+            )
+        return specs
+
+    def _activate(self, name: str, fleet: Fleet, deployment: dict[str, Any], *, touch: bool) -> None:
+        """Switch routing to the fleet in one assignment, record it, then retire the previous fleet."""
+        previous: Fleet | None = None
+        with self.ctx.lock:
+            description = self.ctx.store.get(ENDPOINT, name)
+            closing = self.supervisor.closing.is_set()
+            stale = description is None or description["EndpointStatus"] == "Deleting" or closing
+            if not stale:
+                assert description is not None
+                previous = self._fleets.get(name)
+                self._fleets[name] = fleet
+                self._recovering.discard(name)
+                specs = [VariantSpec(**v) for v in deployment["Variants"]]
+                description |= {
+                    "EndpointConfigName": deployment["EndpointConfigName"],
+                    "ProductionVariants": deployed_summaries(specs, now()),
+                    "EndpointStatus": "InService",
+                }
+                if touch:
+                    description["LastModifiedTime"] = now()
+                    description.pop("FailureReason", None)
+                description.pop("DataCaptureConfig", None)
+                if summary := capture_summary(deployment.get("DataCaptureConfig")):
+                    description["DataCaptureConfig"] = summary
+                self.ctx.store.put(ENDPOINT, name, description)
+                self.ctx.store.put(DEPLOYMENT, name, deployment)
+        if stale:
+            self.supervisor.stop(fleet)
+        elif previous is not None:
+            self.supervisor.stop(previous)
+
+    def _change_description(self, name: str, changes: dict[str, Any]) -> None:
+        if self.supervisor.closing.is_set():
+            return  # a deployment cut short by shutdown is settled by recover() at the next start
+        with self.ctx.lock:
+            description = self.ctx.store.get(ENDPOINT, name)
+            if description is not None and description["EndpointStatus"] != "Deleting":
+                self.ctx.store.put(ENDPOINT, name, description | changes | {"LastModifiedTime": now()})
+
+    def _tear_down(self, name: str, fleet: Fleet | None) -> None:
+        if fleet is not None:
+            self.supervisor.stop(fleet)
+        with self.ctx.lock:
+            self.ctx.store.delete(ENDPOINT, name)
+            self.ctx.store.delete(DEPLOYMENT, name)
+        shutil.rmtree(self.ctx.home / "endpoints" / name, ignore_errors=True)
+
+    # --- life cycle of the component -----------------------------------------------------------
     def recover(self) -> None:
-        pass
+        """After a restart: kill orphaned workers, bring InService endpoints back on their deployment."""
+        self.supervisor.kill_orphans()
+        self.capture = CaptureWriter(self.ctx.client("s3"), self.ctx.work_dir("data-capture-spool"))
+        for description in self.ctx.store.list(ENDPOINT):
+            self._recover_endpoint(description)
+        self.supervisor.start_monitor()
+
+    def _recover_endpoint(self, description: dict[str, Any]) -> None:
+        name, status = description["EndpointName"], description["EndpointStatus"]
+        deployment = self.ctx.store.get(DEPLOYMENT, name)
+        if status == "Deleting":
+            self._tear_down(name, None)
+            return
+        if status == "Creating" or (status in ("InService", "Updating") and deployment is None):
+            reason = "The local SageMaker restarted before the endpoint was deployed. Delete it and create it again."
+            self.ctx.store.put(ENDPOINT, name, description | {"EndpointStatus": "Failed", "FailureReason": reason})
+            return
+        if status not in ("InService", "Updating"):
+            return
+        assert deployment is not None
+        if status == "Updating":
+            reason = (
+                f"The update was interrupted by a restart; the endpoint still runs {deployment['EndpointConfigName']}."
+            )
+            self.ctx.store.put(ENDPOINT, name, description | {"EndpointStatus": "InService", "FailureReason": reason})
+        self._recovering.add(name)
+        in_background(self._redeploy, name, deployment)
+
+    def _redeploy(self, name: str, deployment: dict[str, Any]) -> None:
+        try:
+            fleet = self.supervisor.start(name, deployment)
+        except DeployFailed as failure:
+            self._recovering.discard(name)
+            self._change_description(name, {"EndpointStatus": "Failed", "FailureReason": failure.reason[:1024]})
+            return
+        self._activate(name, fleet, deployment, touch=False)
 
     def shutdown(self) -> None:
-        pass
+        """Stop every worker, letting in-flight requests finish, and only then flush data capture, so
+        the records of requests that finished during the drain reach S3 (MiniStack stops after us)."""
+        self.supervisor.closing.set()
+        with self.ctx.lock:
+            fleets = list(self._fleets.values())
+            self._fleets.clear()  # from now on invoke answers "not found"
+        self.supervisor.stop_all(fleets)
+        if self.capture is not None:
+            self.capture.close()

@@ -1,4 +1,5 @@
 """Typed request/result of InvokeEndpoint, shared by the runtime protocol layer and hosting."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

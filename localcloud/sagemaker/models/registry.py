@@ -1,4 +1,5 @@
 """Models and endpoint configurations: plain records that endpoints and transform jobs use."""
+
 from __future__ import annotations
 
 from typing import Any

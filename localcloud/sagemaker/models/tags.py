@@ -1,4 +1,5 @@
 """AddTags / ListTags / DeleteTags, keyed by resource ARN (the training DAG's gate reads them)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ back through `_JobReporter`; every transition is persisted as it happens, so Des
 shows the current step and a restarted server knows which jobs it lost. The description is
 stored exactly as DescribeTrainingJob returns it; the pid of a running toolkit lives apart,
 under TRAINING_PROCESS, so recover() can kill what a crashed server left behind."""
+
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ from localcloud.sagemaker import validation
 from localcloud.sagemaker.exceptions import ResourceInUse, ValidationException
 from localcloud.sagemaker.models.base import Context, Operation, arn, list_page, now, pick, require
 from localcloud.sagemaker.runners import images
+from localcloud.sagemaker.runners.processes import kill_orphan
 from localcloud.sagemaker.runners.training import (
     COMPLETED,
     FAILED,
@@ -23,7 +25,6 @@ from localcloud.sagemaker.runners.training import (
     Outcome,
     TrainingRunner,
     TrainingSpec,
-    kill_orphan,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def _channels(description: dict[str, Any]) -> tuple[Channel, ...]:
             raise JobSetupError(f"Channel {channel['ChannelName']}: the local cloud supports only S3DataSource inputs.")
         if source["S3DataType"] != "S3Prefix":
             raise JobSetupError(
-                f"Channel {channel['ChannelName']}: S3DataType {source['S3DataType']} is not supported locally; use S3Prefix."
+                f"Channel {channel['ChannelName']}: S3DataType {source['S3DataType']} is not supported locally; "
+                "use S3Prefix."
             )
         channels.append(
             Channel(
@@ -101,7 +103,9 @@ class _JobReporter:
 
     def max_runtime_reached(self) -> None:
         try:
-            self.jobs.begin_stop(self.name, "MaxRuntimeExceeded", "Stopping the training job: MaxRuntimeInSeconds reached")
+            self.jobs.begin_stop(
+                self.name, "MaxRuntimeExceeded", "Stopping the training job: MaxRuntimeInSeconds reached"
+            )
         except ValidationException:
             pass  # it ended or was stopped meanwhile
 
@@ -132,7 +136,9 @@ class TrainingJobs:
         if not algorithm:
             raise ValidationException("AlgorithmSpecification is required for a training job.")
         if not resources or not resources.get("InstanceType") or not resources.get("InstanceCount"):
-            raise ValidationException("ResourceConfig with InstanceType and InstanceCount is required for a training job.")
+            raise ValidationException(
+                "ResourceConfig with InstanceType and InstanceCount is required for a training job."
+            )
         channel_names = [c["ChannelName"] for c in params.get("InputDataConfig", [])]
         if len(set(channel_names)) != len(channel_names):
             raise ValidationException("Channel names must be unique within a training job's InputDataConfig.")
@@ -171,8 +177,14 @@ class TrainingJobs:
             name_key="TrainingJobName",
             status_key="TrainingJobStatus",
             summarize=lambda j: pick(
-                j, "TrainingJobName", "TrainingJobArn", "CreationTime", "TrainingEndTime",
-                "LastModifiedTime", "TrainingJobStatus", "SecondaryStatus",
+                j,
+                "TrainingJobName",
+                "TrainingJobArn",
+                "CreationTime",
+                "TrainingEndTime",
+                "LastModifiedTime",
+                "TrainingJobStatus",
+                "SecondaryStatus",
             ),
         )
 
@@ -234,7 +246,9 @@ class TrainingJobs:
         framework = images.resolve(image, "training", self.ctx.pytorch_python)
         resources = description["ResourceConfig"]
         if resources["InstanceCount"] > 1:
-            log.warning("training job %s asks for %d instances; the local cloud runs one", name, resources["InstanceCount"])
+            log.warning(
+                "training job %s asks for %d instances; the local cloud runs one", name, resources["InstanceCount"]
+            )
         spec = TrainingSpec(
             job_name=name,
             job_arn=description["TrainingJobArn"],

@@ -2,6 +2,7 @@
 
 Archives come from users, so extraction refuses members that would land outside the target
 directory (absolute paths, `..`, links pointing out) instead of trusting the tar file."""
+
 from __future__ import annotations
 
 import os

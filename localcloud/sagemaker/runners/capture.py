@@ -13,6 +13,7 @@ Spool layout (all under spool_dir):
     <EndpointName>--<VariantName>--<hash of destination>/<epoch ms>-<uuid4>.jsonl
 One spool file never spans two UTC hours, so its S3 key's hour folder matches all its records.
 """
+
 from __future__ import annotations
 
 import base64
@@ -54,7 +55,9 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def encode(data: bytes, content_type: str | None, capture_content_type_header: dict[str, Any] | None) -> tuple[str, str]:
+def encode(
+    data: bytes, content_type: str | None, capture_content_type_header: dict[str, Any] | None
+) -> tuple[str, str]:
     """(encoding, text) for one side of a record. CSV/JSON only when the media type is listed and the
     payload is valid UTF-8 (a record must always be writable); everything else is BASE64."""
     header = capture_content_type_header or {}
@@ -101,14 +104,21 @@ def build_record(
     for wanted, member, mode, body, content_type in sides:
         if wanted:
             encoding, text = encode(body, content_type, capture_content_type_header)
-            capture_data[member] = {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+            capture_data[member] = {
+                "observedContentType": content_type,
+                "mode": mode,
+                "data": text,
+                "encoding": encoding,
+            }
     metadata = {"eventId": event_id or str(uuid.uuid4()), "inferenceTime": inference_time(when)}
     if inference_id:
         metadata["inferenceId"] = inference_id
     return {"captureData": capture_data, "eventMetadata": metadata, "eventVersion": EVENT_VERSION}
 
 
-def capture_key(destination_s3_uri: str, endpoint: str, variant: str, when: datetime, file_id: str | None = None) -> str:
+def capture_key(
+    destination_s3_uri: str, endpoint: str, variant: str, when: datetime, file_id: str | None = None
+) -> str:
     """`<prefix>/<Endpoint>/<Variant>/YYYY/MM/DD/HH/MM-SS-mmm-<uuid4>.jsonl`, a key in the destination's
     bucket (the prefix is the destination URI's path; empty when it names only a bucket)."""
     _, prefix = parse_s3_uri(destination_s3_uri)
@@ -116,6 +126,12 @@ def capture_key(destination_s3_uri: str, endpoint: str, variant: str, when: date
     name = f"{utc:%M-%S}-{utc.microsecond // 1000:03d}-{file_id or uuid.uuid4()}{SPOOL_SUFFIX}"
     parts = [prefix.strip("/"), endpoint, variant, f"{utc:%Y/%m/%d/%H}", name]
     return "/".join(p for p in parts if p)
+
+
+def complete_lines(spooled: bytes) -> bytes:
+    """A process killed inside record() can leave half a line; that call never answered its caller,
+    so the fragment is dropped rather than shipped as a corrupt JSON line."""
+    return spooled[: spooled.rfind(b"\n") + 1]
 
 
 def enabled_sampling(data_capture_config: dict[str, Any] | None) -> float | None:
@@ -138,7 +154,9 @@ class _OpenSpool:
 class CaptureWriter:
     """Spools capture records locally and ships them to S3 from a background thread."""
 
-    def __init__(self, s3_client: Any, spool_dir: Path, flush_interval_s: float = 2.0, rng: random.Random | None = None):
+    def __init__(
+        self, s3_client: Any, spool_dir: Path, flush_interval_s: float = 2.0, rng: random.Random | None = None
+    ):
         self.s3 = s3_client
         self.spool_dir = spool_dir
         self.flush_interval_s = flush_interval_s
@@ -233,7 +251,9 @@ class CaptureWriter:
             when = datetime.fromtimestamp(int(millis) / 1000, UTC)
             bucket, _ = parse_s3_uri(target["DestinationS3Uri"])
             key = capture_key(target["DestinationS3Uri"], target["EndpointName"], target["VariantName"], when, file_id)
-            self.s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType="application/jsonl")
+            body = complete_lines(path.read_bytes())
+            if body:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
         except Exception as error:
             log.warning("data capture upload of %s failed (kept for retry): %s", path, error)
             return False
@@ -253,7 +273,9 @@ class CaptureWriter:
         if not target.exists():
             stream.mkdir(parents=True, exist_ok=True)
             partial = stream / f".{DESTINATION_FILE}.tmp"
-            partial.write_text(json.dumps({"DestinationS3Uri": destination, "EndpointName": endpoint, "VariantName": variant}))
+            partial.write_text(
+                json.dumps({"DestinationS3Uri": destination, "EndpointName": endpoint, "VariantName": variant})
+            )
             os.replace(partial, target)  # atomic: a spool file never exists without its destination
         path = stream / f"{int(when.timestamp() * 1000)}-{uuid.uuid4()}{SPOOL_SUFFIX}"
         return _OpenSpool(path=path, handle=path.open("a", encoding="utf-8"), hour=hour)

@@ -4,6 +4,7 @@ Lines are buffered and sent in batches by a background thread about once a secon
 more on close. CloudWatch is a convenience, not the job: when MiniStack refuses or is gone the
 lines are dropped with a warning in the server log and the job carries on (the runner keeps a
 local copy of every line)."""
+
 from __future__ import annotations
 
 import logging
@@ -78,7 +79,9 @@ class LogStream:
             ensure_log_group(self.logs, self.group)
             self.logs.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
         except (BotoCoreError, ClientError) as error:
-            log.warning("CloudWatch Logs unavailable for %s/%s, keeping only the local log: %s", self.group, self.stream, error)
+            log.warning(
+                "CloudWatch Logs unavailable for %s/%s, keeping only the local log: %s", self.group, self.stream, error
+            )
             return False
         return True
 

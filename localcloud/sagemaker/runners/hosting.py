@@ -8,6 +8,7 @@ from the local SageMaker to the worker. Knows nothing about endpoints, routing o
 A server that `stop()` has begun is *retired*: new requests on it raise `WorkerRetired` (pick
 another server), requests already in flight finish before the process is terminated. That is
 what makes a blue/green switch lossless."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,11 @@ import httpx
 
 from localcloud.config import BIND_HOST
 from localcloud.sagemaker.runners import artifacts
+from localcloud.sagemaker.runners.processes import signal_group
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO: one line per invocation on the hot path is noise, not news.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 WORKER_SCRIPT = Path(__file__).with_name("serving_worker.py")
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker's limit for a container to answer /invocations
@@ -204,7 +208,13 @@ class ModelServer:
         )
         log.info("model server pid %d on port %d for %s", process.pid, port, model_dir)
         return cls(
-            process, port, python=python, model_dir=model_dir, environment=environment, log_path=log_path, log_sink=log_sink
+            process,
+            port,
+            python=python,
+            model_dir=model_dir,
+            environment=environment,
+            log_path=log_path,
+            log_sink=log_sink,
         )
 
     def respawn(self) -> ModelServer:
@@ -239,7 +249,9 @@ class ModelServer:
         while True:
             exit_code = self.process.poll()
             if exit_code is not None:
-                raise WorkerFailed(f"The model server exited with code {exit_code} before passing /ping; see {self.log_path}")
+                raise WorkerFailed(
+                    f"The model server exited with code {exit_code} before passing /ping; see {self.log_path}"
+                )
             if self.ping():
                 return
             if time.monotonic() >= deadline:
@@ -251,7 +263,10 @@ class ModelServer:
         self._enter()
         try:
             response = await _async_client().post(
-                self.url, content=body, headers=self._headers(content_type, accept, custom_attributes), timeout=self._timeout()
+                self.url,
+                content=body,
+                headers=self._headers(content_type, accept, custom_attributes),
+                timeout=self._timeout(),
             )
         except httpx.TimeoutException as error:
             raise self._classify_timeout(error) from error
@@ -267,7 +282,10 @@ class ModelServer:
         self._enter()
         try:
             response = _blocking_client().post(
-                self.url, content=body, headers=self._headers(content_type, accept, None), timeout=self._timeout(timeout_s)
+                self.url,
+                content=body,
+                headers=self._headers(content_type, accept, None),
+                timeout=self._timeout(timeout_s),
             )
         except httpx.TimeoutException as error:
             raise self._classify_timeout(error) from error
@@ -335,10 +353,7 @@ class ModelServer:
         self._log_copier.join(timeout=2.0)
 
     def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        signal_group(self.pid, signum)
 
     def _copy_output(self) -> None:
         stdout: IO[bytes] | None = self.process.stdout

@@ -1,5 +1,6 @@
 """Map SageMaker framework image URIs to the project-managed Python environments that stand in
 for those containers. An image we cannot run is refused with a reason; it never "succeeds"."""
+
 from __future__ import annotations
 
 import re

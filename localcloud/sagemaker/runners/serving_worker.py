@@ -16,6 +16,7 @@ serving toolkit:
 - an exception in a handler is a 500 carrying its message; the worker keeps serving.
 Requests run one at a time, as in one model-server worker, so handlers need not be thread-safe.
 The worker exits by itself when the local SageMaker that started it is gone."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,12 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -73,7 +75,9 @@ def default_input_fn(input_data: Any, content_type: str) -> Any:
     elif content_type == NPY:
         array = np.load(io.BytesIO(input_data), allow_pickle=False)
     else:
-        raise HandlerError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"Content type {content_type} is not supported by this framework.")
+        raise HandlerError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"Content type {content_type} is not supported by this framework."
+        )
     return torch.from_numpy(array)
 
 
@@ -212,7 +216,7 @@ def exit_when_orphaned(parent_pid: int) -> None:
     while True:
         time.sleep(PARENT_CHECK_INTERVAL_S)
         if os.getppid() != parent_pid:
-            print("the local SageMaker is gone; stopping", flush=True)
+            # No goodbye line: stdout is a pipe to the dead parent, and a write would raise EPIPE here.
             os._exit(0)
 
 

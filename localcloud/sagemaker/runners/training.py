@@ -4,6 +4,7 @@ Owns everything that happens on the "instance": the /opt/ml layout under SAGEMAK
 input download, the real sagemaker-training toolkit as a process group, log shipping,
 stop/kill, the max-runtime timer and the artifact upload. It reports progress through a
 `Reporter` and knows nothing about the control plane's HTTP or its store."""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ from typing import Any, Protocol, TextIO
 from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
 from localcloud.sagemaker.runners import artifacts
 from localcloud.sagemaker.runners.cloudwatch import LogStream
+from localcloud.sagemaker.runners.processes import process_start_ticks, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -88,28 +90,6 @@ class JobSetupError(Exception):
     """A problem with the job's request or inputs: SageMaker reports these as ClientError."""
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot: tells a live pid from a recycled one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields after it are plain.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def kill_orphan(pid: int, start_ticks: int | None) -> bool:
-    """SIGKILL the process group a crashed server left behind, if that process still exists."""
-    current = process_start_ticks(pid)
-    if current is None or (start_ticks is not None and current != start_ticks):
-        return False
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 class TrainingRunner:
     def __init__(self, spec: TrainingSpec, s3: Any, logs: Any, reporter: Reporter) -> None:
         self.spec = spec
@@ -150,12 +130,8 @@ class TrainingRunner:
 
     def _signal(self, signum: int) -> None:
         process = self._process
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signum)  # start_new_session made the pid the group id
-        except ProcessLookupError:
-            pass
+        if process is not None:
+            signal_group(process.pid, signum)  # start_new_session made the pid the group id
 
     # --- the job -------------------------------------------------------------------------
     def _run_and_report(self) -> None:
@@ -212,7 +188,14 @@ class TrainingRunner:
         base = self.spec.base_dir
         config = base / "input" / "config"
         # output/intermediate existing tells the toolkit the platform owns intermediate sync.
-        for directory in (config, base / "input" / "data", base / "code", base / "model", base / "output" / "data", base / "output" / "intermediate"):
+        for directory in (
+            config,
+            base / "input" / "data",
+            base / "code",
+            base / "model",
+            base / "output" / "data",
+            base / "output" / "intermediate",
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         channels: dict[str, dict[str, str]] = {}
         for channel in self.spec.channels:
@@ -229,7 +212,9 @@ class TrainingRunner:
             "hosts": [HOST],
             "current_instance_type": self.spec.instance_type,
             "current_group_name": INSTANCE_GROUP,
-            "instance_groups": [{"instance_group_name": INSTANCE_GROUP, "instance_type": self.spec.instance_type, "hosts": [HOST]}],
+            "instance_groups": [
+                {"instance_group_name": INSTANCE_GROUP, "instance_type": self.spec.instance_type, "hosts": [HOST]}
+            ],
             "network_interface_name": "eth0",
         }
         (config / "hyperparameters.json").write_text(json.dumps(self.spec.hyperparameters))
@@ -241,7 +226,10 @@ class TrainingRunner:
             if self._stop_requested.is_set():
                 return
             if channel.input_mode == "Pipe":
-                raise JobSetupError(f"Channel {channel.name} uses Pipe input mode, which the local cloud does not support; use File or FastFile.")
+                raise JobSetupError(
+                    f"Channel {channel.name} uses Pipe input mode, which the local cloud does not support; "
+                    "use File or FastFile."
+                )
             target = self.spec.base_dir / "input" / "data" / channel.name
             target.mkdir(parents=True, exist_ok=True)
             try:
@@ -249,7 +237,10 @@ class TrainingRunner:
             except Exception as error:
                 raise JobSetupError(f"Data download failed: could not download {channel.s3_uri}: {error}") from error
             if count == 0:
-                raise JobSetupError(f"Data download failed: no S3 objects found under S3 URL {channel.s3_uri} given in input data source.")
+                raise JobSetupError(
+                    f"Data download failed: no S3 objects found under S3 URL {channel.s3_uri} "
+                    "given in input data source."
+                )
 
     def _environment(self) -> dict[str, str]:
         bin_dir = str(self.spec.python.parent)
@@ -276,27 +267,26 @@ class TrainingRunner:
 
     def _run_toolkit(self) -> int:
         command = [str(self.spec.python), "-m", "sagemaker_training.cli.train"]
-        local_log = self.spec.base_dir / "training.log"
+        with self._process_lock:  # a stop arriving now either prevents the start or sees the process
+            if self._stop_requested.is_set():
+                return -signal.SIGTERM
+            self._process = process = subprocess.Popen(
+                command,
+                cwd=self.spec.base_dir,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,  # its own process group, so stop reaches the user script too
+            )
+        self.reporter.process_started(process.pid, process_start_ticks(process.pid))
+        # Output waits in the pipe while the stream is created, so no line is lost.
         stream = LogStream(self.logs, LOG_GROUP, f"{self.spec.job_name}/{HOST}-{int(time.time())}")
         try:
-            with self._process_lock:  # a stop arriving now either prevents the start or sees the process
-                if self._stop_requested.is_set():
-                    return -signal.SIGTERM
-                self._process = subprocess.Popen(
-                    command,
-                    cwd=self.spec.base_dir,
-                    env=self._environment(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    bufsize=1,
-                    start_new_session=True,  # its own process group, so stop reaches the user script too
-                )
-            process = self._process
-            self.reporter.process_started(process.pid, process_start_ticks(process.pid))
-            with local_log.open("a", encoding="utf-8") as local:
+            with (self.spec.base_dir / "training.log").open("a", encoding="utf-8") as local:
                 reader = threading.Thread(target=_copy_lines, args=(process.stdout, local, stream), daemon=True)
                 reader.start()
                 exit_code = process.wait()

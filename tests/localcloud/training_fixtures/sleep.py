@@ -1,4 +1,5 @@
 """A script-mode job that saves a checkpoint, then runs until it is stopped."""
+
 import os
 import time
 from pathlib import Path

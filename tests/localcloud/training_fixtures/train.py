@@ -1,4 +1,5 @@
 """A tiny script-mode job: reads its channel and hyperparameters, saves them as the "model"."""
+
 import argparse
 import json
 import os

@@ -1,0 +1,97 @@
+"""Helpers shared by the local-cloud tests: AWS error extraction, output-shape checks, polling,
+unique names, and a pure-Python model (no torch) that the serving worker can load."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from localcloud.sagemaker import validation
+from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def error_response(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+    """The whole parsed error response of a call that must fail with a ClientError."""
+    with pytest.raises(ClientError) as raised:
+        call(**kwargs)
+    return dict(raised.value.response)
+
+
+def error_of(call: Callable[..., Any], **kwargs: Any) -> dict[str, str]:
+    """{"Code", "Message"} of a call that must fail with a ClientError."""
+    return dict(error_response(call, **kwargs)["Error"])
+
+
+def assert_valid_output(operation: str, response: dict[str, Any]) -> None:
+    """The response satisfies botocore's output shape (required members, enums, ranges, no extras)."""
+    body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    wire = json.loads(json.dumps(body, default=lambda d: d.timestamp()))  # datetimes back to epoch seconds
+    assert validation.output_errors(validation.operation_model(operation), wire) == []
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.2) -> Any:
+    """Poll until condition() is truthy or the time is up; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
+
+
+# Pure Python, no torch: the worker imports it in .venv-pytorch as the framework container would.
+PURE_PYTHON_INFERENCE = textwrap.dedent(
+    """
+    import json, os, time
+
+    def model_fn(model_dir):
+        with open(os.path.join(model_dir, "weights.json")) as f:
+            return json.load(f)
+
+    def transform_fn(model, body, content_type, accept):
+        raw = body.encode() if isinstance(body, str) else body
+        if raw.startswith(b"FAIL"):
+            raise ValueError("cannot classify this scone")
+        if raw.startswith(b"SLOW"):
+            time.sleep(1.0)
+        if content_type == "text/csv":
+            return ",".join(str(float(x) * model["scale"]) for x in body.strip().split(",")), "text/csv"
+        result = {"bytes": len(raw), "head": raw[:4].hex(), "scale": model["scale"], "type": content_type}
+        return json.dumps(result), accept
+    """
+)
+
+
+def pure_python_model_archive() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("weights.json", b'{"scale": 2}'), ("code/inference.py", PURE_PYTHON_INFERENCE.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def create_pure_python_model(sagemaker: Any, s3: Any, bucket: str, name: str) -> str:
+    """Upload pure_python_model_archive() and register it as a PyTorch-image model."""
+    key = f"models/{name}/model.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=pure_python_model_archive())
+    sagemaker.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": PYTORCH_INFERENCE_IMAGE, "ModelDataUrl": f"s3://{bucket}/{key}"},
+        ExecutionRoleArn=ROLE_ARN,
+    )
+    return name
