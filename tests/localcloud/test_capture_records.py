@@ -43,7 +43,7 @@ def test_sampling_is_per_request_at_the_given_rate() -> None:
     [
         (None, None),
         ({"EnableCapture": False, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://b/p"}, None),
-        ({"InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://b/p"}, None),  # EnableCapture defaults off
+        ({"InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://b/p"}, 100.0),  # EnableCapture defaults on
         ({"EnableCapture": True, "InitialSamplingPercentage": 40, "DestinationS3Uri": "s3://b/p"}, 40.0),
     ],
 )

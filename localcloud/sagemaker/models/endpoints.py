@@ -60,7 +60,7 @@ def endpoint_not_found(name: str) -> ValidationException:
 def capture_summary(config: dict[str, Any] | None) -> dict[str, Any] | None:
     if not config:
         return None
-    enabled = bool(config.get("EnableCapture", False))
+    enabled = bool(config.get("EnableCapture", True))  # the API's documented default
     return {
         "EnableCapture": enabled,
         "CaptureStatus": "Started" if enabled else "Stopped",

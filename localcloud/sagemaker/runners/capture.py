@@ -136,7 +136,8 @@ def complete_lines(spooled: bytes) -> bytes:
 
 def enabled_sampling(data_capture_config: dict[str, Any] | None) -> float | None:
     """The sampling percentage when capture is on for this config, else None."""
-    if not data_capture_config or not data_capture_config.get("EnableCapture", False):
+    # The API documents EnableCapture as "defaults to enabled" when it is omitted.
+    if not data_capture_config or not data_capture_config.get("EnableCapture", True):
         return None
     if not data_capture_config.get("DestinationS3Uri"):
         return None
