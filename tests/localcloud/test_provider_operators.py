@@ -1,5 +1,6 @@
-"""The Airflow amazon provider's SageMaker operators run unchanged against the local SageMaker:
-training with print_log, model, endpoint config, endpoint create and then update, via dag.test()."""
+"""The Airflow amazon provider's SageMaker operators and sensors run unchanged against the local
+SageMaker: training with print_log, model, endpoint config, endpoint create and then update, and the
+training and endpoint sensors, via dag.test()."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def test_provider_operators_train_deploy_and_update(
     for suffix, answer in (("a", "first"), ("b", "second")):  # run b updates the endpoint blue/green
         dag_run = dag.test(run_conf={"suffix": suffix, "answer": answer})
         assert dag_run.state == DagRunState.SUCCESS
+        assert {ti.task_id: ti.state for ti in dag_run.get_task_instances()} == dict.fromkeys(
+            ["train", "training_done", "model", "endpoint_config", "endpoint", "endpoint_in_service"], "success"
+        )
         assert (
             sagemaker.describe_training_job(TrainingJobName=f"provider-job-{suffix}")["TrainingJobStatus"]
             == "Completed"

@@ -12,6 +12,7 @@ what makes a blue/green switch lossless."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import logging
 import os
@@ -21,7 +22,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -260,40 +261,39 @@ class ModelServer:
 
     # --- invocations ----------------------------------------------------------------------------
     async def invoke(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None) -> WorkerReply:
-        self._enter()
-        try:
+        with self._tracked_request():
             response = await _async_client().post(
                 self.url,
                 content=body,
                 headers=self._headers(content_type, accept, custom_attributes),
                 timeout=self._timeout(),
             )
-        except httpx.TimeoutException as error:
-            raise self._classify_timeout(error) from error
-        except httpx.TransportError as error:
-            raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
-        finally:
-            self._leave()
         return self._reply(response)
 
     def invoke_sync(
         self, body: bytes, content_type: str, accept: str, timeout_s: float = INVOCATION_TIMEOUT_S
     ) -> WorkerReply:
-        self._enter()
-        try:
+        with self._tracked_request():
             response = _blocking_client().post(
                 self.url,
                 content=body,
                 headers=self._headers(content_type, accept, None),
                 timeout=self._timeout(timeout_s),
             )
+        return self._reply(response)
+
+    @contextlib.contextmanager
+    def _tracked_request(self) -> Iterator[None]:
+        """Count the request for draining, and turn transport failures into hosting errors."""
+        self._enter()
+        try:
+            yield
         except httpx.TimeoutException as error:
             raise self._classify_timeout(error) from error
         except httpx.TransportError as error:
             raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
         finally:
             self._leave()
-        return self._reply(response)
 
     def _enter(self) -> None:
         with self._flight_lock:

@@ -1,4 +1,4 @@
-"""Test DAG: the amazon provider's SageMaker operators, unchanged, against whatever the AWS
+"""Test DAG: the amazon provider's SageMaker operators and sensors, unchanged, against whatever the AWS
 connection points at. Params pick the run's resource-name suffix and the "answer" the tiny
 script-mode job learns, so two runs show create and then blue/green update."""
 
@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerModelOperator,
     SageMakerTrainingOperator,
 )
+from airflow.providers.amazon.aws.sensors.sagemaker import SageMakerEndpointSensor, SageMakerTrainingSensor
 from airflow.sdk import DAG, Param, chain
 
 BUCKET = "scones-provider-test"
@@ -91,4 +92,8 @@ with DAG(
         config={"EndpointName": "provider-endpoint", "EndpointConfigName": CONFIG},
         check_interval=1,
     )
-    chain(train, model, endpoint_config, endpoint)
+    training_done = SageMakerTrainingSensor(task_id="training_done", job_name=JOB, print_log=False, poke_interval=1)
+    endpoint_in_service = SageMakerEndpointSensor(
+        task_id="endpoint_in_service", endpoint_name="provider-endpoint", poke_interval=1
+    )
+    chain(train, training_done, model, endpoint_config, endpoint, endpoint_in_service)
