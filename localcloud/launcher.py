@@ -37,6 +37,7 @@ class Service:
     health_url: str
     command: list[str]
     env: dict[str, str]
+    directories: tuple[Path, ...] = ()  # made before start: the service expects them to exist
 
     def pid_file(self, cfg: LocalCloudConfig) -> Path:
         return cfg.run_dir / f"{self.name}.pid"
@@ -46,7 +47,7 @@ class Service:
 
 
 def services(cfg: LocalCloudConfig) -> list[Service]:
-    ministack_home = cfg.ministack_home
+    state_dir, s3_dir, tmp_dir = (cfg.ministack_home / d for d in ("state", "s3", "tmp"))
     ministack = Service(
         name="ministack",
         port=cfg.ministack_port,
@@ -57,12 +58,13 @@ def services(cfg: LocalCloudConfig) -> list[Service]:
             "GATEWAY_PORT": str(cfg.ministack_port),
             "BIND_HOST": BIND_HOST,
             "PERSIST_STATE": "1",
-            "STATE_DIR": str(ministack_home / "state"),
+            "STATE_DIR": str(state_dir),
             "S3_PERSIST": "1",
-            "S3_DATA_DIR": str(ministack_home / "s3"),
-            "TMPDIR": str(ministack_home / "tmp"),
+            "S3_DATA_DIR": str(s3_dir),
+            "TMPDIR": str(tmp_dir),
             "LOG_LEVEL": "WARNING",
         },
+        directories=(state_dir, s3_dir, tmp_dir),
     )
     sagemaker = Service(
         name="sagemaker",
@@ -134,8 +136,7 @@ def start(service: Service, cfg: LocalCloudConfig) -> str:
         )
     if not Path(service.command[0]).exists():
         raise LaunchError(f"{service.command[0]} is missing: run `make venvs` first.")
-    env_dirs = (Path(v) for k, v in service.env.items() if k.endswith("_DIR") or k == "TMPDIR")
-    for directory in (cfg.run_dir, service.log_file(cfg).parent, *env_dirs):
+    for directory in (cfg.run_dir, service.log_file(cfg).parent, *service.directories):
         directory.mkdir(parents=True, exist_ok=True)
     with service.log_file(cfg).open("ab") as log:
         process = subprocess.Popen(

@@ -24,9 +24,6 @@ class Tags:
             self.ctx.store.put(TAGS, resource_arn, {"Tags": merged})
         return merged
 
-    def forget(self, resource_arn: str) -> None:
-        self.ctx.store.delete(TAGS, resource_arn)
-
     def add_tags(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"Tags": self.attach(params["ResourceArn"], params["Tags"])}
 
