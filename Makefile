@@ -9,7 +9,7 @@ VENV_PYTORCH   := .venv-pytorch
 PY             := $(VENV)/bin/python
 LOCALCLOUD     := $(PY) -m localcloud
 
-.PHONY: help venvs up down status test lint clean-state
+.PHONY: help venvs up down status test lint clean-state fixture demo airflow
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,9 +20,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV_MINISTACK)/.installed: localcloud/ministack/requirements.txt
+# MiniStack is patched where it differs from AWS (localcloud/ministack/patches/); the patcher checks the pin.
+$(VENV_MINISTACK)/.installed: localcloud/ministack/requirements.txt localcloud/ministack/patch.py \
+		$(wildcard localcloud/ministack/patches/*.patch)
 	test -x $(VENV_MINISTACK)/bin/python || $(PYTHON) -m venv $(VENV_MINISTACK)
 	$(VENV_MINISTACK)/bin/python -m pip install -q -r localcloud/ministack/requirements.txt
+	$(VENV_MINISTACK)/bin/python -m localcloud.ministack.patch
 	touch $@
 
 $(VENV_PYTORCH)/.installed: localcloud/sagemaker/requirements-pytorch.txt
@@ -45,10 +48,22 @@ status:  ## Show whether the local cloud is running
 clean-state: down  ## Delete all local cloud state (.localcloud/)
 	rm -rf $${LOCALCLOUD_HOME:-.localcloud}
 
+# --- the mission -----------------------------------------------------------------------------
+fixture: $(VENV)/.installed  ## Build a CIFAR-100-format archive from datasets/ and print its MD5 (SOURCE=, OUTPUT=)
+	$(PY) -m include.scones.fixture $(if $(SOURCE),--source $(SOURCE)) $(if $(OUTPUT),--output $(OUTPUT))
+
+demo: up  ## Run the whole mission on the local cloud and print a summary (SCONES_CIFAR_URL/MD5 for a mirror)
+	$(PY) tools/demo.py
+
+airflow: up  ## Airflow UI on http://127.0.0.1:8080 (airflow standalone) wired to the local cloud
+	$(PY) tools/airflow_local.py standalone
+
 # --- quality ----------------------------------------------------------------------------------
 test: venvs  ## Run the whole test suite (unit, contract, end-to-end)
 	$(PY) -m pytest
 
 lint: venvs  ## ruff (with Airflow's AIR rules) and mypy
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy localcloud
+	$(VENV)/bin/mypy localcloud include
+	# Each Lambda zip has its own top-level lambda_function/logic modules, as on AWS: one mypy run per folder.
+	for fn in lambdas/*/; do $(VENV)/bin/mypy "$$fn" || exit 1; done

@@ -19,7 +19,10 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # DAG folders that dag.test() may run: it re-parses the DAG's bundle, so every test DAG must live
 # in the configured dags folder. One throw-away folder links the project's and the tests' DAGs.
-TEST_DAG_FOLDERS = {"localcloud_tests": PROJECT_ROOT / "tests" / "localcloud" / "provider_dags"}
+TEST_DAG_FOLDERS = {
+    "project": PROJECT_ROOT / "dags",
+    "localcloud_tests": PROJECT_ROOT / "tests" / "localcloud" / "provider_dags",
+}
 
 
 def _airflow_home() -> str:

@@ -1,0 +1,33 @@
+"""The one place in include/ that touches Airflow: settings with Variable overrides, and the provider hooks
+bound to the project's AWS connection. Imported inside task bodies only, never at DAG parse time.
+
+The connection (`aws_default`, or SCONES_AWS_CONN_ID) is the only thing that tells AWS from the local cloud.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from include.scones.settings import AWS_CONN_ID_VARIABLE, Settings, load, parse_time_setting
+
+
+def aws_conn_id() -> str:
+    return parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
+
+
+def settings() -> Settings:
+    from airflow.sdk import Variable
+
+    return load(variables=lambda name: Variable.get(name, default=None))
+
+
+def s3_hook() -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id())
+
+
+def sagemaker_hook() -> Any:
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    return SageMakerHook(aws_conn_id=aws_conn_id())

@@ -1,0 +1,189 @@
+"""Pure builders for every SageMaker request the training DAG sends (the `config=` of each provider operator).
+
+Nothing here talks to AWS; the DAG's tasks call these at run time and tests check the dicts directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from include.scones.params import TrainingParams
+
+PROJECT_TAG = {"Key": "project", "Value": "scones-unlimited"}
+ENDPOINT_TAG_KEY = "scones:endpoint"  # which endpoint a model or config was made for (teardown reads it)
+VARIANT_NAME = "AllTraffic"
+TRAINING_PROGRAM = "train.py"
+INFERENCE_PROGRAM = "inference.py"
+# Lines train.py prints; SageMaker turns them into CloudWatch metrics.
+METRIC_DEFINITIONS = [
+    {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"},
+    {"Name": "validation:accuracy", "Regex": r"val_accuracy=([0-9.]+)"},
+    {"Name": "test:accuracy", "Regex": r"test_accuracy=([0-9.]+)"},
+]
+
+
+def run_name(run_id: str, run_after: datetime) -> str:
+    """One id per DAG run, from which every resource name of the run is derived (31 chars)."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"scones-{run_after:%Y%m%d-%H%M%S}-{digest}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run decides up front; plain data so it travels through XCom."""
+
+    name: str
+    bucket: str
+    region: str
+    role_arn: str
+    training_image: str
+    inference_image: str
+    endpoint_name: str
+    model_output_uri: str  # s3://bucket/models/
+    capture_uri: str
+    registry_key: str
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
+        return cls(**data)
+
+    @property
+    def training_params(self) -> TrainingParams:
+        from include.scones.params import validate
+
+        return validate(self.params)
+
+    @property
+    def transform_job_name(self) -> str:
+        return f"{self.name}-eval"
+
+    def evaluation_output_uri(self, training_job_name: str) -> str:
+        return f"{self.model_output_uri}{training_job_name}/evaluation/"
+
+
+def _endpoint_tags(plan: RunPlan) -> list[dict[str, str]]:
+    return [PROJECT_TAG, {"Key": ENDPOINT_TAG_KEY, "Value": plan.endpoint_name}]
+
+
+def _encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    # The SageMaker SDK JSON-encodes every value; the training toolkit json.loads them back.
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def _s3_channel(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+        },
+        "InputMode": "File",
+    }
+
+
+def training_job(plan: RunPlan, data_uri: str, code_uri: str) -> dict[str, Any]:
+    """CreateTrainingJob for script mode: the framework image runs `train.py` from `sourcedir.tar.gz`."""
+    params = plan.training_params
+    return {
+        "TrainingJobName": plan.name,
+        "RoleArn": plan.role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": plan.training_image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRIC_DEFINITIONS,
+        },
+        "HyperParameters": _encode_hyperparameters(
+            params.hyperparameters()
+            | {
+                "sagemaker_program": TRAINING_PROGRAM,
+                "sagemaker_submit_directory": code_uri,
+                "sagemaker_region": plan.region,
+                "sagemaker_container_log_level": 20,
+            }
+        ),
+        "InputDataConfig": [_s3_channel("train", f"{data_uri}train/"), _s3_channel("test", f"{data_uri}test/")],
+        "OutputDataConfig": {"S3OutputPath": plan.model_output_uri},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": params.training_instance_type, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": params.max_runtime_seconds},
+        "Tags": [PROJECT_TAG],
+    }
+
+
+def model(plan: RunPlan, model_data_url: str) -> dict[str, Any]:
+    """CreateModel serving `code/inference.py` from inside model.tar.gz (the PyTorch ≥ 1.2 layout)."""
+    return {
+        "ModelName": plan.name,
+        "ExecutionRoleArn": plan.role_arn,
+        "PrimaryContainer": {
+            "Image": plan.inference_image,
+            "ModelDataUrl": model_data_url,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_REGION": plan.region,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+            },
+        },
+        "Tags": _endpoint_tags(plan),
+    }
+
+
+def transform_job(plan: RunPlan, test_images_uri: str, training_job_name: str) -> dict[str, Any]:
+    """CreateTransformJob scoring every test image: `<image>.png` → `<output>/<image>.png.out`."""
+    return {
+        "TransformJobName": plan.transform_job_name,
+        "ModelName": plan.name,
+        "MaxConcurrentTransforms": 2,
+        "BatchStrategy": "SingleRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": test_images_uri}},
+            "ContentType": "image/png",
+            "SplitType": "None",
+            "CompressionType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath": plan.evaluation_output_uri(training_job_name) + "predictions/",
+            "Accept": "application/json",
+            "AssembleWith": "None",
+        },
+        "TransformResources": {"InstanceType": plan.training_params.inference_instance_type, "InstanceCount": 1},
+        "Tags": [PROJECT_TAG],
+    }
+
+
+def endpoint_config(plan: RunPlan) -> dict[str, Any]:
+    """CreateEndpointConfig with data capture of requests and responses for monitoring."""
+    params = plan.training_params
+    return {
+        "EndpointConfigName": plan.name,
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT_NAME,
+                "ModelName": plan.name,
+                "InitialInstanceCount": 1,
+                "InstanceType": params.inference_instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "DataCaptureConfig": {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": params.capture_percentage,
+            "DestinationS3Uri": plan.capture_uri,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            # image/png is listed nowhere, so it is stored BASE64; JSON responses are stored as JSON text.
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        },
+        "Tags": _endpoint_tags(plan),
+    }
+
+
+def endpoint(plan: RunPlan) -> dict[str, Any]:
+    """CreateEndpoint (the operator switches to UpdateEndpoint, a blue/green swap, when it already exists)."""
+    return {"EndpointName": plan.endpoint_name, "EndpointConfigName": plan.name, "Tags": [PROJECT_TAG]}

@@ -1,0 +1,157 @@
+"""The training DAG's steps, as plain functions over settings, plain data and provider hooks.
+
+The DAG file only wires these together; each takes the hooks it needs as arguments (duck-typed), so this module
+never imports Airflow and the same code runs against AWS or the local cloud, whichever the connection names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from include.scones import archives, evaluation, gate, images, params, s3_sync
+from include.scones.manifests import parse_lst
+from include.scones.sagemaker_requests import RunPlan, run_name
+from include.scones.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_CODE_DIR = Path(__file__).resolve().parent.parent / "model"
+MODEL_CODE_FILES = ("train.py", "inference.py", "model.py", "requirements.txt")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+# --- PLAN -------------------------------------------------------------------------------------------------
+def plan_run(
+    settings: Settings, raw_params: Mapping[str, Any], run_id: str, run_after: datetime, region: str, account: str
+) -> RunPlan:
+    """Validate the Params and fix every name and image for the run. Fails before any AWS call on bad input."""
+    validated = params.validate(raw_params)
+    return RunPlan(
+        name=run_name(run_id, run_after),
+        bucket=settings.bucket,
+        region=region,
+        role_arn=settings.role_arn(account),
+        training_image=settings.training_image
+        or images.pytorch_image(region, "training", settings.pytorch_version, settings.python_version),
+        inference_image=settings.inference_image
+        or images.pytorch_image(region, "inference", settings.pytorch_version, settings.python_version),
+        endpoint_name=settings.endpoint_name,
+        model_output_uri=f"s3://{settings.bucket}/{settings.model_prefix}/",
+        capture_uri=settings.capture_uri,
+        registry_key=settings.registry_key,
+        params={**params.defaults(), **{k: raw_params[k] for k in params.PARAM_SCHEMAS if k in raw_params}}
+        | {"classes": list(validated.classes)},
+    )
+
+
+# --- ETL --------------------------------------------------------------------------------------------------
+def channels_dir(settings: Settings, archive_md5: str, classes: list[str]) -> Path:
+    return Path(settings.cache_dir) / "channels" / archive_md5 / "-".join(classes)
+
+
+def load_channels(hook: s3_sync.S3HookLike, plan: RunPlan, settings: Settings, local_dir: Path) -> str:
+    """Upload the channels under a content-addressed prefix; returns `s3://bucket/<prefix>/<dataset id>/`."""
+    manifest = json.loads((local_dir / "manifest.json").read_text())
+    s3_sync.ensure_bucket(hook, plan.bucket, plan.region)
+    prefix = f"{settings.data_prefix}/{manifest['dataset_id']}"
+    s3_sync.sync_directory(hook, local_dir, plan.bucket, prefix)
+    return f"s3://{plan.bucket}/{prefix}/"
+
+
+def package_code(hook: Any, plan: RunPlan, settings: Settings, code_dir: Path = MODEL_CODE_DIR) -> str:
+    """Upload `sourcedir.tar.gz` under a content-hash key; unchanged code reuses the existing object."""
+    files = archives.read_tree(code_dir, MODEL_CODE_FILES)
+    key = f"{settings.code_prefix}/{archives.content_hash(files)[:16]}/sourcedir.tar.gz"
+    s3_sync.ensure_bucket(hook, plan.bucket, plan.region)
+    if hook.check_for_key(key, bucket_name=plan.bucket):
+        log.info("training code unchanged: reusing s3://%s/%s", plan.bucket, key)
+    else:
+        hook.load_bytes(archives.tar_gz(files), key=key, bucket_name=plan.bucket, replace=True)
+        log.info("uploaded training code to s3://%s/%s", plan.bucket, key)
+    return f"s3://{plan.bucket}/{key}"
+
+
+# --- EVALUATE ---------------------------------------------------------------------------------------------
+def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[str, Any]) -> dict[str, Any]:
+    """Score the batch-transform outputs against test.lst, write evaluation.json beside model.tar.gz."""
+    job_name = training["TrainingJobName"]
+    artifact = training["ModelArtifacts"]["S3ModelArtifacts"]
+    data_bucket, data_key = split_s3_uri(data_uri)
+    rows = parse_lst(hook.read_key(f"{data_key}test/test.lst", bucket_name=data_bucket), "test.lst")
+    class_names = json.loads(hook.read_key(f"{data_key}test/classes.json", bucket_name=data_bucket))
+    out_bucket, out_prefix = split_s3_uri(plan.evaluation_output_uri(job_name) + "predictions/")
+    keys = [k for k in hook.list_keys(bucket_name=out_bucket, prefix=out_prefix) or [] if k.endswith(".out")]
+
+    def read(key: str) -> tuple[str, list[float]]:
+        body = hook.read_key(key, bucket_name=out_bucket)
+        return Path(key).name.removesuffix(".out"), evaluation.parse_prediction(body, len(class_names), key)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        predictions = dict(pool.map(read, keys))
+    metrics = evaluation.evaluate(predictions, rows, class_names, plan.training_params.confidence_threshold)
+    artifact_bucket, artifact_key = split_s3_uri(artifact)
+    evaluation_key = artifact_key.rsplit("/", 1)[0] + "/evaluation.json"
+    record = {"training_job_name": job_name, "model_artifact": artifact, "model_name": plan.name, **metrics}
+    hook.load_string(json.dumps(record, indent=2), key=evaluation_key, bucket_name=artifact_bucket, replace=True)
+    log.info("evaluation of %s\n%s", job_name, evaluation.summary(metrics))
+    return {
+        "accuracy": metrics["accuracy"],
+        "pass_share_at_threshold": metrics["pass_share_at_threshold"],
+        "accuracy_among_passed": metrics["accuracy_among_passed"],
+        "evaluation_uri": f"s3://{artifact_bucket}/{evaluation_key}",
+        "training_job_name": job_name,
+    }
+
+
+# --- GATE -------------------------------------------------------------------------------------------------
+def read_registry(hook: Any, plan: RunPlan) -> dict[str, Any] | None:
+    if not hook.check_for_key(plan.registry_key, bucket_name=plan.bucket):
+        return None
+    return json.loads(hook.read_key(plan.registry_key, bucket_name=plan.bucket))
+
+
+def describe_endpoint(sagemaker_client: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return sagemaker_client.describe_endpoint(EndpointName=name)
+    except sagemaker_client.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] == "ValidationException":  # how SageMaker says "no such endpoint"
+            return None
+        raise
+
+
+def decide_deployment(s3_hook: Any, sagemaker_client: Any, plan: RunPlan, result: Mapping[str, Any]) -> gate.Decision:
+    champion = gate.live_champion(read_registry(s3_hook, plan), describe_endpoint(sagemaker_client, plan.endpoint_name))
+    decision = gate.decide(result["accuracy"], plan.training_params.min_accuracy, champion)
+    log.info(decision.reason)
+    return decision
+
+
+# --- DEPLOY -----------------------------------------------------------------------------------------------
+def record_deployment(hook: Any, plan: RunPlan, result: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the registry entry the next run's gate and the monitoring report read."""
+    record = {
+        "endpoint_name": plan.endpoint_name,
+        "endpoint_config_name": plan.name,
+        "model_name": plan.name,
+        "training_job_name": result["training_job_name"],
+        "accuracy": result["accuracy"],
+        "pass_share_at_threshold": result["pass_share_at_threshold"],
+        "accuracy_among_passed": result["accuracy_among_passed"],
+        "evaluation_uri": result["evaluation_uri"],
+        "classes": plan.training_params.classes,
+        "confidence_threshold": plan.training_params.confidence_threshold,
+        "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    hook.load_string(json.dumps(record, indent=2), key=plan.registry_key, bucket_name=plan.bucket, replace=True)
+    log.info("endpoint %s now serves %s (accuracy %.4f)", plan.endpoint_name, plan.name, result["accuracy"])
+    return record

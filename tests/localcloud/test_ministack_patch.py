@@ -1,0 +1,242 @@
+"""The MiniStack patch (localcloud/ministack): the applier on a copy of the pinned files (applies, is idempotent,
+reverts to the pristine text, refuses another version or a changed file), and, through the real local cloud,
+what it is for: a Python Lambda's exception reaches Invoke and Step Functions under its class name, as on AWS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.config import PROJECT_ROOT, LocalCloudConfig
+from localcloud.ministack import patch
+from tests.lambdas.helpers import deploy, lambda_zip, zip_of
+from tests.localcloud.helpers import wait_for
+
+RAISING_HANDLER = """
+class ThresholdConfidenceNotMet(Exception):
+    pass
+
+
+def lambda_handler(event, context):
+    if event.get("sleep"):
+        import time
+        time.sleep(event["sleep"])
+    raise ThresholdConfidenceNotMet(f"max confidence {event['confidence']} is below the threshold 0.93")
+"""
+
+
+# --- the applier, on a copy -----------------------------------------------------------------------------------
+def installed_site_packages() -> Path:
+    venv = LocalCloudConfig.from_env().ministack_venv
+    [site] = venv.glob("lib/python3*/site-packages")
+    return site
+
+
+def recorded_sha256(site: Path, relative: str) -> str:
+    """The file's hash as the wheel shipped it (the dist-info RECORD), i.e. the pristine text's."""
+    [record] = site.glob(f"{patch.PACKAGE}-*.dist-info/RECORD")
+    for line in record.read_text().splitlines():
+        path, digest, _ = line.rsplit(",", 2)
+        if path == relative:
+            return digest.removeprefix("sha256=")
+    raise AssertionError(f"{relative} is not in {record}")
+
+
+def sha256(path: Path) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest()).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def pinned_copy(tmp_path: Path) -> Path:
+    """The patched files and the dist-info of the installed MiniStack, copied and brought back to pristine
+    (the installed copy may already be patched: reverting is how the pristine text is derived)."""
+    site = installed_site_packages()
+    for relative in {hunk.path for hunk in patch.load_hunks()}:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(site / relative, tmp_path / relative)
+    [dist_info] = site.glob(f"{patch.PACKAGE}-*.dist-info")
+    shutil.copytree(dist_info, tmp_path / dist_info.name)
+    patch.revert(tmp_path)
+    return tmp_path
+
+
+def patched_files() -> list[str]:
+    return sorted({hunk.path for hunk in patch.load_hunks()})
+
+
+def test_the_pin_is_read_from_the_ministack_requirements() -> None:
+    assert patch.pinned_version() == "1.5.33"
+    assert patch.installed_version(installed_site_packages()) == patch.pinned_version()
+
+
+def test_reverting_gives_back_exactly_the_files_the_wheel_shipped(pinned_copy: Path) -> None:
+    assert patch.status(pinned_copy) == "pristine"
+    for relative in patched_files():
+        assert sha256(pinned_copy / relative) == recorded_sha256(installed_site_packages(), relative)
+
+
+def test_applies_to_the_pristine_files_and_a_second_apply_is_a_no_op(pinned_copy: Path) -> None:
+    changed = patch.apply(pinned_copy)
+
+    assert sorted(str(path.relative_to(pinned_copy)) for path in changed) == patched_files()
+    assert patch.status(pinned_copy) == "applied"
+    worker = (pinned_copy / "ministack/core/lambda_runtime.py").read_text()
+    assert '"errorType": type(e).__name__' in worker
+    snapshot = {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()}
+    assert patch.apply(pinned_copy) == []
+    assert {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()} == snapshot
+    # And back: the pristine text is always derivable from a patched install.
+    patch.revert(pinned_copy)
+    assert patch.status(pinned_copy) == "pristine"
+
+
+def test_another_ministack_version_fails_loudly(pinned_copy: Path) -> None:
+    [metadata] = pinned_copy.glob("ministack-*.dist-info/METADATA")
+    metadata.write_text(metadata.read_text().replace("Version: 1.5.33", "Version: 1.6.0"))
+    pristine = {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()}
+
+    with pytest.raises(patch.PatchError, match=r"ministack 1\.6\.0 is installed .* written for the pinned 1\.5\.33"):
+        patch.apply(pinned_copy)
+    assert {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()} == pristine
+
+
+def test_a_file_that_changed_under_the_patch_fails_loudly_and_nothing_is_written(pinned_copy: Path) -> None:
+    svc = pinned_copy / "ministack/services/lambda_svc.py"
+    svc.write_text(svc.read_text().replace('error_type = "Runtime.HandlerError"\n', 'error_type = "Other"\n', 1))
+    worker_before = (pinned_copy / "ministack/core/lambda_runtime.py").read_bytes()
+
+    with pytest.raises(patch.PatchError, match=r"hunk @@ .* no longer applies to ministack/services/lambda_svc\.py"):
+        patch.apply(pinned_copy)
+    assert (pinned_copy / "ministack/core/lambda_runtime.py").read_bytes() == worker_before
+
+
+def test_the_command_line_applies_checks_and_reports(pinned_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = ["--site-packages", str(pinned_copy)]
+    assert patch.main([*site, "--check"]) == 1
+    assert patch.main(site) == 0
+    assert "ministack patched: ministack/core/lambda_runtime.py, ministack/services/lambda_svc.py" in (
+        capsys.readouterr().out
+    )
+    assert patch.main(site) == 0
+    assert "nothing to do, already patched" in capsys.readouterr().out
+    assert patch.main([*site, "--check"]) == 0
+
+
+def test_parse_patch_reads_hunks_by_their_line_counts() -> None:
+    diff = "intro\n--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+    [hunk] = patch.parse_patch(diff)
+    assert (hunk.path, hunk.old, hunk.new) == ("pkg/m.py", "a\nb\nc\n", "a\nB\nc\n")
+    with pytest.raises(patch.PatchError, match="ends early"):
+        patch.parse_patch(diff[:-4])
+
+
+def test_the_installed_ministack_is_patched() -> None:
+    """What `make venvs` does after pip install; the end-to-end tests below depend on it."""
+    python = LocalCloudConfig.from_env().ministack_venv / "bin" / "python"
+    check = subprocess.run(
+        [str(python), "-m", "localcloud.ministack.patch", "--check"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert check.returncode == 0, f"{check.stdout}{check.stderr}run: {python} -m localcloud.ministack.patch"
+
+
+# --- through the real local cloud -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def raising_function(local_cloud: Any) -> str:
+    code = zip_of({"lambda_function.py": RAISING_HANDLER})
+    return deploy(local_cloud.client("lambda"), code, prefix="raises")
+
+
+def invoke(lambda_client: Any, function: str, event: Any) -> tuple[str | None, Any]:
+    response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+@pytest.mark.e2e
+def test_invoke_names_the_error_after_the_exception_class(local_cloud: Any, raising_function: str) -> None:
+    function_error, payload = invoke(local_cloud.client("lambda"), raising_function, {"confidence": 0.6})
+
+    assert function_error == "Unhandled"
+    assert list(payload) == ["errorMessage", "errorType", "requestId", "stackTrace"]  # AWS's keys, in its order
+    assert payload["errorType"] == "ThresholdConfidenceNotMet"
+    assert payload["errorMessage"] == "max confidence 0.6 is below the threshold 0.93"
+    assert payload["requestId"]
+    [frame] = payload["stackTrace"]  # the handler's frames only, formatted as AWS does
+    assert frame.startswith('  File "') and 'lambda_function.py", line 10, in lambda_handler\n' in frame
+
+
+@pytest.mark.e2e
+def test_a_timeout_is_still_reported_as_sandbox_timedout(local_cloud: Any) -> None:
+    lambda_client = local_cloud.client("lambda")
+    function = deploy(lambda_client, zip_of({"lambda_function.py": RAISING_HANDLER}), prefix="slow")
+    lambda_client.update_function_configuration(FunctionName=function, Timeout=1)
+    wait_for(lambda: lambda_client.get_function(FunctionName=function)["Configuration"]["Timeout"] == 1, 10)
+
+    function_error, payload = invoke(lambda_client, function, {"confidence": 0.6, "sleep": 3})
+
+    assert function_error == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout", payload
+
+
+@pytest.mark.e2e
+def test_step_functions_catches_the_exception_by_its_class_name(local_cloud: Any, raising_function: str) -> None:
+    sfn = local_cloud.client("stepfunctions")
+    definition = {
+        "StartAt": "Filter",
+        "States": {
+            "Filter": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": raising_function, "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Catch": [{"ErrorEquals": ["ThresholdConfidenceNotMet"], "ResultPath": "$.error", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Fail", "Error": "ThresholdConfidenceNotMet", "CausePath": "$.error.Cause"},
+        },
+    }
+    machine = sfn.create_state_machine(
+        name=f"catch-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::000000000000:role/scones-step-functions",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input='{"confidence": 0.6}')["executionArn"]
+    deadline = time.monotonic() + 20
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not finish in 20 s"
+        time.sleep(0.1)
+    events = sfn.get_execution_history(executionArn=execution)["events"]
+
+    [failed] = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
+    assert failed["error"] == "ThresholdConfidenceNotMet"
+    assert json.loads(failed["cause"])["errorType"] == "ThresholdConfidenceNotMet"
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+    assert entered == ["Filter", "Caught"]
+    assert (described["status"], described["error"]) == ("FAILED", "ThresholdConfidenceNotMet")
+    assert json.loads(described["cause"])["errorMessage"] == "max confidence 0.6 is below the threshold 0.93"
+
+
+@pytest.mark.e2e
+def test_the_real_filter_lambda_raises_threshold_confidence_not_met_on_ministack(local_cloud: Any) -> None:
+    lambda_client = local_cloud.client("lambda")
+    function = deploy(lambda_client, lambda_zip("filter_inferences"), {"THRESHOLD": "0.93"}, prefix="filter")
+    body = {"image_data": "iVBORw0KGgo=", "s3_bucket": "b", "s3_key": "k.png"}
+
+    low = {"statusCode": 200, "body": body | {"inferences": [0.6, 0.4]}}
+    function_error, payload = invoke(lambda_client, function, low)
+    assert (function_error, payload["errorType"]) == ("Unhandled", "ThresholdConfidenceNotMet")
+    assert payload["errorMessage"] == "max confidence 0.6 is below the threshold 0.93"
+
+    confident = {"statusCode": 200, "body": body | {"inferences": [0.95, 0.05]}}
+    assert invoke(lambda_client, function, confident) == (None, confident)
+
+    function_error, payload = invoke(lambda_client, function, {"statusCode": 200, "body": body | {"inferences": []}})
+    assert (function_error, payload["errorType"]) == ("Unhandled", "InvalidEvent")

@@ -1,0 +1,96 @@
+"""include/model/train.py as the SageMaker training toolkit runs it: `python train.py --k v` from the code
+directory, SM_* variables for paths, on tiny generated channels (one epoch, a few seconds per run)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+MODEL_CODE = Path(__file__).resolve().parents[2] / "include" / "model"
+
+
+def test_artifact_has_weights_config_and_serving_code(trained) -> None:
+    model_dir = trained.model_dir
+    assert (model_dir / "model.pth").is_file()
+    config = json.loads((model_dir / "model_config.json").read_text())
+    assert config["class_names"] == ["bicycle", "motorcycle"]
+    assert len(config["mean"]) == len(config["std"]) == 3
+    assert config["temperature"] > 0
+    for name in ("inference.py", "model.py", "requirements.txt"):
+        assert (model_dir / "code" / name).read_bytes() == (MODEL_CODE / name).read_bytes(), name
+
+
+def test_logs_epochs_and_final_metrics(trained) -> None:
+    stdout = trained.result.stdout
+    assert re.search(r"^epoch=1 train_loss=\d+\.\d{4} ", stdout, re.MULTILINE), stdout
+    assert re.search(r"^test_accuracy=\d\.\d{4}$", stdout, re.MULTILINE), stdout
+    assert "threads=1 " in stdout  # torch threads follow SM_NUM_CPUS
+    metrics = json.loads((trained.output_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["test_accuracy"] <= 1.0
+    assert [record["epoch"] for record in metrics["history"]] == [1]
+
+
+def test_weights_are_a_plain_state_dict(trained, pytorch_runner) -> None:
+    check = (
+        "import sys, torch\n"
+        "state = torch.load(sys.argv[1], map_location='cpu', weights_only=True)\n"
+        "assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()), type(state)\n"
+        "print(len(state))\n"
+    )
+    result = pytorch_runner(["-c", check, str(trained.model_dir / "model.pth")])
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 10
+
+
+def test_hyphenated_flags_classes_json_and_validation_split(train_job, tmp_path: Path) -> None:
+    names = ["scone", "muffin", "crumpet"]
+    run = train_job(tmp_path, "--learning-rate", "0.01", "--weight-decay", "0", "--label-smoothing", "0.1",
+                    "--val-fraction", "0.25", "--tta-flip", "False", class_names=names, test_channel=False)
+    hyperparameters = json.loads(re.search(r"^hyperparameters: (.*)$", run.result.stdout, re.MULTILINE).group(1))
+    assert hyperparameters["learning_rate"] == 0.01
+    assert hyperparameters["weight_decay"] == 0.0
+    assert hyperparameters["val_fraction"] == 0.25
+    assert "train=18 val=6 " in run.result.stdout  # 25% of each class's 8 images held out
+    config = json.loads((run.model_dir / "model_config.json").read_text())
+    assert config["class_names"] == names
+    assert config["tta_flip"] is False
+    metrics = json.loads((run.output_dir / "metrics.json").read_text())["metrics"]
+    assert "validation_accuracy" in metrics
+    assert metrics["temperature"] == config["temperature"]  # fitted on the validation split, then saved
+    assert not any(key.startswith("test_") for key in metrics)
+
+
+def test_same_seed_same_weights(trained, train_job, tmp_path: Path) -> None:
+    again = train_job(tmp_path / "again")  # the same generated data and default seed as `trained`
+    other_seed = train_job(tmp_path / "other", "--seed", "7")
+    weights = (trained.model_dir / "model.pth").read_bytes()
+    assert (again.model_dir / "model.pth").read_bytes() == weights
+    assert (other_seed.model_dir / "model.pth").read_bytes() != weights
+
+
+def test_sm_environment_gives_the_defaults(pytorch_runner, tmp_path: Path) -> None:
+    show = "import json, train; print(json.dumps(vars(train.parse_args([]))))"
+    env = {"SM_MODEL_DIR": "/opt/ml/model", "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+           "SM_CHANNEL_TEST": "/opt/ml/input/data/test", "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+           "SM_NUM_CPUS": "3"}
+    result = pytorch_runner(["-c", show], env=env)
+    assert result.returncode == 0, result.stderr
+    args = json.loads(result.stdout)
+    assert (args["model_dir"], args["train"], args["test"], args["output_data_dir"]) == (
+        "/opt/ml/model", "/opt/ml/input/data/train", "/opt/ml/input/data/test", "/opt/ml/output/data")
+    assert args["num_threads"] == 3
+    assert args["epochs"] > 1 and args["learning_rate"] > 0 and args["batch_size"] > 1
+
+
+def test_channel_needs_exactly_one_listing(pytorch_runner, channel_factory, tmp_path: Path) -> None:
+    channel = channel_factory(tmp_path / "train", 2)
+    (channel / "extra.lst").write_text("")
+    result = pytorch_runner(["train.py", "--epochs", "1"], env={"SM_CHANNEL_TRAIN": str(channel),
+                                                                "SM_MODEL_DIR": str(tmp_path / "model")})
+    assert result.returncode != 0
+    assert "expected exactly one *.lst file" in result.stderr

@@ -1,0 +1,186 @@
+"""Builders shared by the include/scones unit tests: CIFAR-format pickles and archives, PNG source folders,
+a scripted HTTP server on 127.0.0.1, and in-memory stand-ins for the provider hooks."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import threading
+from collections.abc import Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from include.scones.cifar import ARCHIVE_ROOT, FINE_LABEL_NAMES, CifarArchive, Split
+
+BICYCLE = FINE_LABEL_NAMES.index("bicycle")  # 8
+MOTORCYCLE = FINE_LABEL_NAMES.index("motorcycle")  # 48
+BUS = FINE_LABEL_NAMES.index("bus")  # 13
+
+
+# --- CIFAR data ----------------------------------------------------------------------------------------------
+def solid_row(value: int) -> np.ndarray:
+    """A CIFAR row whose red, green and blue planes are value, value+1, value+2."""
+    return np.concatenate([np.full(1024, (value + k) % 256, dtype=np.uint8) for k in range(3)])
+
+
+def make_split(rows: Sequence[tuple[int, str]], seed: int = 0) -> Split:
+    """A Split of (fine label, filename) rows with seeded random pixels."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, size=(len(rows), 3072), dtype=np.uint8)
+    return Split(data=data, fine_labels=[label for label, _ in rows], filenames=[name for _, name in rows])
+
+
+def make_archive(train: Sequence[tuple[int, str]], test: Sequence[tuple[int, str]]) -> CifarArchive:
+    return CifarArchive(
+        fine_label_names=list(FINE_LABEL_NAMES), splits={"train": make_split(train, 1), "test": make_split(test, 2)}
+    )
+
+
+def split_pickle(split: Split, protocol: int = 4) -> bytes:
+    return pickle.dumps(
+        {"data": split.data, "fine_labels": list(split.fine_labels), "filenames": list(split.filenames)},
+        protocol=protocol,
+    )
+
+
+def meta_pickle() -> bytes:
+    return pickle.dumps({"fine_label_names": list(FINE_LABEL_NAMES)}, protocol=2)
+
+
+def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz holding `members` (names relative to the archive root `cifar-100-python/`)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(f"{ARCHIVE_ROOT}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+class ShellPayload:
+    """Unpickling this runs `os.system(command)`: what a tampered CIFAR file would carry."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return os.system, (self.command,)
+
+
+class EvalPayload:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return eval, ("1 + 1",)
+
+
+# --- PNG source folders for the fixture builder ---------------------------------------------------------------
+def write_png_source(root: Path, per_class: int = 10, classes: int = 2, seed: int = 7) -> dict[str, np.ndarray]:
+    """RGBA 32x32 PNGs plus train.lst (labels 0..classes-1, indices shuffled); returns filename -> RGB array."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    indices = rng.permutation(per_class * classes) * 3 + 5  # unique, unordered CIFAR indices
+    lines, rgb_by_name = [], {}
+    for number, index in enumerate(indices):
+        label = number % classes
+        name = f"class{label}_s_{index:06d}.png"
+        rgba = rng.integers(0, 256, size=(32, 32, 4), dtype=np.uint8)
+        rgba[..., 3] = rng.integers(1, 256, size=(32, 32), dtype=np.uint8)  # translucent, never fully clear
+        Image.fromarray(rgba, mode="RGBA").save(root / name)
+        rgb_by_name[name] = rgba[..., :3].copy()
+        lines.append(f"{index}\t{label}\t{name}\n")
+    (root / "train.lst").write_text("".join(lines))
+    return rgb_by_name
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- A scripted HTTP server on 127.0.0.1 ----------------------------------------------------------------------
+class ScriptedServer:
+    """Answers GET `path` with scripted (status, body) responses in order; the last one repeats."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[tuple[int, bytes]]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                responses = server.script.get(self.path, [(404, b"not found")])
+                status, body = responses.pop(0) if len(responses) > 1 else responses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, *responses: tuple[int, bytes]) -> str:
+        self.script[path] = list(responses)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+# --- In-memory stand-ins for provider hooks and the SageMaker client -----------------------------------------
+class MemoryS3Hook:
+    """The S3Hook methods the training steps use, over a dict {(bucket, key): bytes}."""
+
+    def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
+        self.objects = dict(objects or {})
+        self.buckets = {bucket for bucket, _ in self.objects}
+        self.writes: list[tuple[str, str]] = []
+
+    def check_for_bucket(self, bucket_name: str | None = None) -> bool:
+        return bucket_name in self.buckets
+
+    def create_bucket(self, bucket_name: str | None = None, region_name: str | None = None) -> None:
+        assert bucket_name is not None
+        self.buckets.add(bucket_name)
+
+    def check_for_key(self, key: str, bucket_name: str | None = None) -> bool:
+        return (bucket_name, key) in self.objects
+
+    def read_key(self, key: str, bucket_name: str | None = None) -> str:
+        return self.objects[(str(bucket_name), key)].decode()
+
+    def list_keys(self, bucket_name: str | None = None, prefix: str | None = None) -> list[str]:
+        return sorted(k for b, k in self.objects if b == bucket_name and k.startswith(prefix or ""))
+
+    def load_string(self, string_data: str, key: str, bucket_name: str | None = None, replace: bool = False) -> None:
+        self.load_bytes(string_data.encode(), key=key, bucket_name=bucket_name, replace=replace)
+
+    def load_bytes(self, bytes_data: bytes, key: str, bucket_name: str | None = None, replace: bool = False) -> None:
+        assert bucket_name is not None
+        self.writes.append((bucket_name, key))
+        self.objects[(bucket_name, key)] = bytes_data
+
+    def delete_objects(self, bucket: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.objects.pop((bucket, key), None)
+
+
+def client_error(code: str, operation: str, message: str = "") -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message or code}}, operation)

@@ -1,0 +1,134 @@
+"""params: the DAG Param schemas, validate(), and the hyperparameter defaults shared with train.py."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.scones.params import (
+    HYPERPARAMETERS,
+    PARAM_SCHEMAS,
+    InvalidParams,
+    TrainingParams,
+    defaults,
+    validate,
+)
+
+TRAIN_PY = Path(__file__).resolve().parents[2] / "include" / "model" / "train.py"
+
+
+def test_defaults_validate() -> None:
+    params = validate({})
+    assert params == TrainingParams(
+        classes=("bicycle", "motorcycle"),
+        epochs=60,
+        learning_rate=0.05,
+        batch_size=64,
+        weight_decay=0.0005,
+        seed=42,
+        training_instance_type="ml.m5.xlarge",
+        inference_instance_type="ml.m5.large",
+        max_runtime_seconds=3600,
+        min_accuracy=0.9,
+        confidence_threshold=0.93,
+        capture_percentage=100,
+    )
+    assert validate(defaults()) == params
+    assert params.hyperparameters() == {
+        "epochs": 60,
+        "learning_rate": 0.05,
+        "batch_size": 64,
+        "weight_decay": 0.0005,
+        "seed": 42,
+    }
+
+
+def test_overrides_and_unknown_keys() -> None:
+    params = validate({"epochs": 5, "classes": ["bus", "tractor", "train"], "not_a_param": object()})
+    assert params.epochs == 5
+    assert params.classes == ("bus", "tractor", "train")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("epochs", 0, "0 is less than the minimum of 1"),
+        ("epochs", 301, "301 is greater than the maximum of 300"),
+        ("learning_rate", 0, "0 is less than or equal to the minimum of 0"),
+        ("batch_size", "x", "'x' is not of type 'integer'"),
+        ("epochs", True, "True is not a integer"),
+        ("learning_rate", False, "False is not a number"),
+        ("classes", ["bicycle"], "['bicycle'] is too short"),
+        ("classes", ["bicycle", "unicorn"], "'unicorn' is not one of"),
+        ("classes", ["bicycle", "bicycle"], "['bicycle', 'bicycle'] has non-unique elements"),
+        ("training_instance_type", "ml.p3.2xlarge", "'ml.p3.2xlarge' is not one of"),
+        ("inference_instance_type", "ml.g4dn.xlarge", "'ml.g4dn.xlarge' is not one of"),
+        ("min_accuracy", 1.5, "1.5 is greater than the maximum of 1"),
+        ("capture_percentage", -1, "-1 is less than the minimum of 0"),
+        ("max_runtime_seconds", 60, "60 is less than the minimum of 300"),
+    ],
+)
+def test_each_bad_value_names_its_param(name: str, value: Any, reason: str) -> None:
+    with pytest.raises(InvalidParams) as raised:
+        validate({name: value})
+    message = str(raised.value)
+    assert message.startswith("invalid DAG Params: ")
+    assert f"{name}: " in message
+    assert f"{name}: {reason}" in message
+    assert message.count(": ") == 2  # exactly one problem reported
+
+
+def test_several_bad_values_are_all_named() -> None:
+    with pytest.raises(InvalidParams) as raised:
+        validate({"epochs": 0, "batch_size": "x", "min_accuracy": 1.5, "classes": ["bicycle"]})
+    message = str(raised.value)
+    for name in ("epochs", "batch_size", "min_accuracy", "classes"):
+        assert f"{name}: " in message
+    assert "learning_rate" not in message and "seed" not in message
+
+
+@pytest.mark.parametrize("name", ["epochs", "batch_size", "seed", "max_runtime_seconds", "capture_percentage"])
+def test_integer_params_given_as_floats_are_rejected_or_made_ints(name: str) -> None:
+    value = float(defaults()[name])
+    try:
+        params = validate({name: value})
+    except InvalidParams as exc:
+        assert f"{name}: " in str(exc)
+    else:
+        assert type(getattr(params, name)) is int
+
+
+def _train_py_defaults() -> dict[str, tuple[str | None, Any]]:
+    """{name: (type name, default)} of the add("name", type=..., default=...) calls in train.py's parse_args."""
+    tree = ast.parse(TRAIN_PY.read_text())
+    parse_args = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "parse_args")
+    found: dict[str, tuple[str | None, Any]] = {}
+    for call in ast.walk(parse_args):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "add"):
+            continue
+        if not (call.args and isinstance(call.args[0], ast.Constant)):
+            continue
+        keywords = {k.arg: k.value for k in call.keywords}
+        if "default" not in keywords:
+            continue
+        try:
+            default = ast.literal_eval(keywords["default"])
+        except ValueError:
+            continue  # computed defaults (environment lookups) are not hyperparameters
+        kind = keywords.get("type")
+        found[call.args[0].value] = (kind.id if isinstance(kind, ast.Name) else None, default)
+    return found
+
+
+def test_hyperparameter_defaults_match_train_py() -> None:
+    train_defaults = _train_py_defaults()
+    assert set(HYPERPARAMETERS) <= set(train_defaults), "train.py must declare every hyperparameter"
+    for name in HYPERPARAMETERS:
+        kind, default = train_defaults[name]
+        schema = PARAM_SCHEMAS[name]
+        assert default == schema["default"], name
+        assert kind == {"integer": "int", "number": "float"}[schema["type"]], name
+    assert train_defaults["epochs"] == ("int", 60)  # the parser really read the file

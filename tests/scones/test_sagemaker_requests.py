@@ -1,0 +1,183 @@
+"""sagemaker_requests: every request dict is a valid boto3 input, checked by botocore's own SageMaker model."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from botocore.validate import ParamValidator
+
+from include.scones import sagemaker_requests as requests
+from include.scones.params import defaults
+from include.scones.sagemaker_requests import RunPlan, run_name
+from include.scones.teardown import RUN_NAME
+from localcloud.sagemaker.exceptions import ValidationException
+from localcloud.sagemaker.validation import operation_model, validate_input
+
+NAME = run_name("manual__2025-01-02T03:04:05+00:00", datetime(2025, 1, 2, 3, 4, 5))
+DATA_URI = "s3://scones-unlimited/datasets/cifar100/0123456789abcdef/"
+CODE_URI = "s3://scones-unlimited/code/fedcba9876543210/sourcedir.tar.gz"
+ARTIFACT = f"s3://scones-unlimited/models/{NAME}/output/model.tar.gz"
+
+
+def make_plan(**params: Any) -> RunPlan:
+    return RunPlan(
+        name=NAME,
+        bucket="scones-unlimited",
+        region="us-east-1",
+        role_arn="arn:aws:iam::123456789012:role/scones-sagemaker-execution",
+        training_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311",
+        inference_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311",
+        endpoint_name="scones-vehicle-classifier",
+        model_output_uri="s3://scones-unlimited/models/",
+        capture_uri="s3://scones-unlimited/data_capture",
+        registry_key="registry/scones-vehicle-classifier.json",
+        params=defaults() | params,
+    )
+
+
+def all_requests(plan: RunPlan) -> dict[str, dict[str, Any]]:
+    return {
+        "CreateTrainingJob": requests.training_job(plan, DATA_URI, CODE_URI),
+        "CreateModel": requests.model(plan, ARTIFACT),
+        "CreateTransformJob": requests.transform_job(plan, f"{DATA_URI}test/images/", NAME),
+        "CreateEndpointConfig": requests.endpoint_config(plan),
+        "CreateEndpoint": requests.endpoint(plan),
+    }
+
+
+@pytest.mark.parametrize("operation", list(all_requests(make_plan())))
+def test_requests_are_valid_boto3_inputs(operation: str) -> None:
+    request = all_requests(make_plan())[operation]
+    model = operation_model(operation)
+    # botocore's client-side checks (required members, types, minimums) ...
+    report = ParamValidator().validate(request, model.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    # ... and the server-side ones (maximum lengths, patterns, enums, ranges)
+    validate_input(model, request)
+
+
+def test_the_validators_do_reject_a_bad_request() -> None:
+    # Guard: the checks above can fail
+    request = requests.endpoint_config(make_plan()) | {"EndpointConfigName": "has spaces"}
+    with pytest.raises(ValidationException, match="endpointConfigName"):
+        validate_input(operation_model("CreateEndpointConfig"), request)
+    bad = requests.training_job(make_plan(), DATA_URI, CODE_URI)
+    bad["StoppingCondition"]["MaxRuntimeInSeconds"] = "3600"
+    assert ParamValidator().validate(bad, operation_model("CreateTrainingJob").input_shape).has_errors()
+
+
+def test_training_job() -> None:
+    job = requests.training_job(make_plan(epochs=3, learning_rate=0.1), DATA_URI, CODE_URI)
+    assert job["TrainingJobName"] == NAME
+    assert job["HyperParameters"] == {
+        "epochs": "3",
+        "learning_rate": "0.1",
+        "batch_size": "64",
+        "weight_decay": "0.0005",
+        "seed": "42",
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": json.dumps(CODE_URI),
+        "sagemaker_region": '"us-east-1"',
+        "sagemaker_container_log_level": "20",
+    }
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {"train": f"{DATA_URI}train/", "test": f"{DATA_URI}test/"}
+    assert all(uri.endswith("/") for uri in channels.values())
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch-training:2.5.1-cpu-py311")
+    assert job["OutputDataConfig"] == {"S3OutputPath": "s3://scones-unlimited/models/"}
+    assert job["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == {
+        "train:loss",
+        "validation:accuracy",
+        "test:accuracy",
+    }
+
+
+def test_default_hyperparameters_are_json_encoded() -> None:
+    hyper = requests.training_job(make_plan(), DATA_URI, CODE_URI)["HyperParameters"]
+    assert hyper["epochs"] == "60" and hyper["sagemaker_program"] == '"train.py"'
+    assert {k: json.loads(v) for k, v in hyper.items() if k in defaults()} == {
+        "epochs": 60,
+        "learning_rate": 0.05,
+        "batch_size": 64,
+        "weight_decay": 0.0005,
+        "seed": 42,
+    }
+
+
+def test_model_transform_and_endpoint() -> None:
+    plan = make_plan(inference_instance_type="ml.c5.large")
+    model = requests.model(plan, ARTIFACT)
+    assert model["ModelName"] == NAME
+    assert model["PrimaryContainer"]["ModelDataUrl"] == ARTIFACT
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_REGION"] == "us-east-1"
+    transform = requests.transform_job(plan, f"{DATA_URI}test/images/", "job-1")
+    assert transform["TransformJobName"] == f"{NAME}-eval"
+    assert transform["ModelName"] == NAME
+    assert transform["TransformOutput"]["S3OutputPath"] == "s3://scones-unlimited/models/job-1/evaluation/predictions/"
+    assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"{DATA_URI}test/images/"
+    assert transform["TransformResources"] == {"InstanceType": "ml.c5.large", "InstanceCount": 1}
+    assert requests.endpoint(plan) == {
+        "EndpointName": "scones-vehicle-classifier",
+        "EndpointConfigName": NAME,
+        "Tags": [{"Key": "project", "Value": "scones-unlimited"}],
+    }
+
+
+def test_endpoint_config_captures_everything() -> None:
+    config = requests.endpoint_config(make_plan())
+    assert config["EndpointConfigName"] == NAME
+    assert config["ProductionVariants"][0]["ModelName"] == NAME
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
+    assert config["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": "s3://scones-unlimited/data_capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+    assert (
+        requests.endpoint_config(make_plan(capture_percentage=20))["DataCaptureConfig"]["InitialSamplingPercentage"]
+        == 20
+    )
+
+
+def test_run_name_is_short_deterministic_and_matches_teardown() -> None:
+    when = datetime(2025, 1, 2, 3, 4, 5)
+    name = run_name("manual__1", when)
+    assert name == run_name("manual__1", when)
+    assert name != run_name("manual__2", when)
+    assert name.startswith("scones-20250102-030405-")
+    assert RUN_NAME.match(name)
+    assert len(name) <= 63 and len(f"{name}-eval") <= 63
+    assert not RUN_NAME.match(f"{name}-eval")  # teardown never mistakes other names for run names
+
+
+def test_run_plan_round_trips_through_json() -> None:
+    plan = make_plan(classes=["bus", "tractor"])
+    again = RunPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+    assert again.training_params.classes == ("bus", "tractor")
+    assert again.evaluation_output_uri("job") == "s3://scones-unlimited/models/job/evaluation/"
+
+
+def test_bad_params_fail_when_building_requests() -> None:
+    from include.scones.params import InvalidParams
+
+    with pytest.raises(InvalidParams, match="epochs: 0 is less than the minimum of 1"):
+        requests.training_job(make_plan(epochs=0), DATA_URI, CODE_URI)
+
+
+def test_float_capture_percentage_never_reaches_create_endpoint_config() -> None:
+    plan = make_plan(capture_percentage=50.0)
+    try:
+        config = requests.endpoint_config(plan)
+    except ValueError:
+        return  # rejected up front: fine
+    report = ParamValidator().validate(config, operation_model("CreateEndpointConfig").input_shape)
+    assert not report.has_errors(), report.generate_report()

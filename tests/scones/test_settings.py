@@ -1,0 +1,89 @@
+"""settings: Airflow Variable > environment > default, and the derived names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from include.scones.settings import (
+    OFFICIAL_CIFAR_MD5,
+    OFFICIAL_CIFAR_URL,
+    VARIABLE_NAMES,
+    Settings,
+    load,
+    parse_time_setting,
+)
+
+
+def test_defaults_without_env_or_variables() -> None:
+    settings = load(env={}, variables={})
+    assert settings.cifar_url == OFFICIAL_CIFAR_URL
+    assert settings.cifar_md5 == OFFICIAL_CIFAR_MD5 == "eb9058c3a382ffc7106e4002c42a8d85"
+    assert settings.bucket == "scones-unlimited"
+    assert settings.endpoint_name == "scones-vehicle-classifier"
+    assert settings.sagemaker_role == "scones-sagemaker-execution"
+    assert settings.training_image == settings.inference_image == ""
+    assert (settings.pytorch_version, settings.python_version) == ("2.5.1", "py311")
+    assert settings.cache_dir == str(Path.home() / ".cache" / "scones-unlimited")
+
+
+def test_variable_beats_env_beats_default() -> None:
+    env = {"SCONES_BUCKET": "from-env", "SCONES_ENDPOINT_NAME": "env-endpoint"}
+    variables = {"SCONES_BUCKET": "from-variable"}
+    settings = load(env=env, variables=variables)
+    assert settings.bucket == "from-variable"  # Variable over env
+    assert settings.endpoint_name == "env-endpoint"  # env over default
+    assert settings.data_prefix == "datasets/cifar100"  # default
+
+
+def test_empty_values_fall_through_and_values_are_stripped() -> None:
+    settings = load(
+        env={"SCONES_BUCKET": "env-bucket", "SCONES_MODEL_PREFIX": "", "SCONES_CODE_PREFIX": "  src  "},
+        variables={"SCONES_BUCKET": "", "SCONES_CIFAR_MD5": " ABC \n"},
+    )
+    assert settings.bucket == "env-bucket"  # an empty Variable does not hide the env value
+    assert settings.model_prefix == "models"  # an empty env value does not hide the default
+    assert settings.code_prefix == "src"
+    assert settings.cifar_md5 == "ABC"
+
+
+def test_variables_may_be_a_lookup_function() -> None:
+    asked: list[str] = []
+
+    def lookup(name: str) -> str | None:
+        asked.append(name)
+        return "var-bucket" if name == "SCONES_BUCKET" else None
+
+    assert load(env={}, variables=lookup).bucket == "var-bucket"
+    assert asked == list(VARIABLE_NAMES)  # every setting is looked up, each once
+
+
+def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCONES_CAPTURE_PREFIX", "cap")
+    assert load().capture_prefix == "cap"
+    monkeypatch.setenv("SCONES_TEST_ONLY_SETTING", "x")
+    assert parse_time_setting("SCONES_TEST_ONLY_SETTING", "d") == "x"
+    assert parse_time_setting("SCONES_TEST_UNSET_SETTING", "d") == "d"
+
+
+def test_role_arn_from_a_name_or_an_arn() -> None:
+    assert load(env={}).role_arn("123456789012") == "arn:aws:iam::123456789012:role/scones-sagemaker-execution"
+    arn = "arn:aws-cn:iam::999999999999:role/custom/path"
+    assert load(env={"SCONES_SAGEMAKER_ROLE": arn}).role_arn("123456789012") == arn
+
+
+def test_registry_key_and_capture_uri() -> None:
+    settings = load(
+        env={"SCONES_BUCKET": "b", "SCONES_CAPTURE_PREFIX": "cap/x", "SCONES_REGISTRY_PREFIX": "reg"},
+        variables={"SCONES_ENDPOINT_NAME": "ep"},
+    )
+    assert settings.registry_key == "reg/ep.json"
+    assert settings.capture_uri == "s3://b/cap/x"
+    assert load(env={}).registry_key == "registry/scones-vehicle-classifier.json"
+    assert load(env={}).capture_uri == "s3://scones-unlimited/data_capture"
+
+
+def test_every_variable_maps_to_a_field() -> None:
+    assert len(VARIABLE_NAMES) == len(Settings.__dataclass_fields__) == 15
+    assert all(name.startswith("SCONES_") for name in VARIABLE_NAMES)
