@@ -22,6 +22,7 @@ def environment(cfg: LocalCloudConfig) -> dict[str, str]:
         **launcher.environment(cfg),
         "AIRFLOW_HOME": str(cfg.home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__API__HOST": BIND_HOST,
         "AIRFLOW__API__PORT": os.environ.get("AIRFLOW_PORT") or "8080",

@@ -22,6 +22,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from include.scones import load_generator  # noqa: E402
 from include.scones import settings as scones_settings  # noqa: E402
 from include.scones.fixture import build_fixture, serve_archive  # noqa: E402
 from localcloud import launcher  # noqa: E402
@@ -32,8 +33,16 @@ DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 
 
+BURST_EXECUTIONS = 40
+BURST_RATE_PER_S = 10.0
+
+
 def airflow_environment(cfg: LocalCloudConfig) -> dict[str, str]:
-    return airflow_local.environment(cfg) | {"SCONES_POLL_SECONDS": os.environ.get("SCONES_POLL_SECONDS") or "5"}
+    return airflow_local.environment(cfg) | {
+        "SCONES_POLL_SECONDS": os.environ.get("SCONES_POLL_SECONDS") or "5",
+        # The local cloud writes captures within seconds; AWS needs the default 15-minute delivery lag.
+        "SCONES_REPORT_LAG_MINUTES": os.environ.get("SCONES_REPORT_LAG_MINUTES") or "0",
+    }
 
 
 def airflow(env: dict[str, str], *args: str) -> None:
@@ -51,20 +60,29 @@ def run_dag(env: dict[str, str], dag_id: str, conf: dict | None = None) -> None:
     airflow(env, *args)
 
 
-def summary(cfg: LocalCloudConfig, env: dict[str, str]) -> list[str]:
+def summary(cfg: LocalCloudConfig, burst: dict) -> list[str]:
     import boto3
 
-    settings = scones_settings.load(env | dict(os.environ))
-    os.environ.update(launcher.environment(cfg))
+    settings = scones_settings.load()
     s3 = boto3.client("s3")
     registry = json.loads(s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read())
     endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=settings.endpoint_name)
+    report = json.loads(s3.get_object(Bucket=settings.bucket, Key="monitoring/latest/summary.json")["Body"].read())
+    local_copy = cfg.home / "reports" / "report.html"
+    local_copy.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(settings.bucket, "monitoring/latest/report.html", str(local_copy))
+    outcomes = burst["outcomes"]
     return [
         f"endpoint          {settings.endpoint_name} ({endpoint['EndpointStatus']}, model {registry['model_name']})",
         f"test accuracy     {registry['accuracy']:.4f}",
         f"at threshold {registry['confidence_threshold']}  {registry['pass_share_at_threshold']:.1%} of test images "
         f"pass, accuracy among them {registry['accuracy_among_passed']}",
-        f"evaluation        {registry['evaluation_uri']}",
+        f"executions        {burst['executions']} in {burst['seconds']} s: {outcomes.get('SUCCEEDED', 0)} passed, "
+        f"{outcomes.get('LOW_CONFIDENCE', 0)} filtered (low confidence), "
+        f"{burst['executions'] - outcomes.get('SUCCEEDED', 0) - outcomes.get('LOW_CONFIDENCE', 0)} other",
+        f"monitoring report {report['report_uri']} ({report['totals']['records']} inferences)",
+        f"                  also s3://{settings.bucket}/monitoring/latest/, local copy {local_copy}",
+        "                  and in the Airflow UI: `make airflow`, then Browse → Scones monitoring",
     ]
 
 
@@ -81,8 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     with data_source(cfg) as data_env:
         env |= data_env
         run_dag(env, "scones_training_pipeline", json.loads(args.conf))
+    run_dag(env, "scones_inference_workflow")
+    # Traffic for the monitoring report: a burst through the state machine, then the workflow again (it
+    # redeploys nothing, and reports on the burst).
+    os.environ.update(env)
+    print(f"$ python -m include.scones.load_generator --count {BURST_EXECUTIONS} --rate {BURST_RATE_PER_S}")
+    burst = load_generator.run(BURST_EXECUTIONS, BURST_RATE_PER_S)
+    print(json.dumps(burst))
+    run_dag(env, "scones_inference_workflow")
     print("\n== Scones Unlimited demo summary ==")
-    for line in summary(cfg, env):
+    for line in summary(cfg, burst):
         print(line)
     print(f"wall time         {time.monotonic() - started:.0f} s\n(the local cloud keeps running: `make down`)")
     return 0

@@ -39,24 +39,49 @@ class ConvBlock(nn.Sequential):
         )
 
 
+class ResidualBlock(nn.Module):
+    """Two conv blocks with an identity shortcut (ResNet basic block, ReLU after the sum)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBlock(channels, channels),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x + self.body(x))
+
+
 class SconesNet(nn.Module):
     """A small VGG-style CNN for 32x32 RGB: three stages of two conv blocks (32, 16 and 8 pixels wide,
     `width`, 2x and 4x channels) with max pooling between them, then global average pooling and a linear
     classifier. Small enough to train from scratch on ~800 images in well under three minutes on two CPU cores;
     batch norm makes it insensitive to the learning rate, and global pooling keeps the parameter count low."""
 
-    def __init__(self, num_classes: int = len(DEFAULT_CLASS_NAMES), width: int = DEFAULT_WIDTH,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int = len(DEFAULT_CLASS_NAMES),
+        width: int = DEFAULT_WIDTH,
+        dropout: float = 0.0,
+        blocks: int = 0,
+        stages: int = 3,
+    ) -> None:
         super().__init__()
-        w1, w2, w3 = width, 2 * width, 4 * width
-        self.features = nn.Sequential(
-            ConvBlock(3, w1), ConvBlock(w1, w1), nn.MaxPool2d(2),
-            ConvBlock(w1, w2), ConvBlock(w2, w2), nn.MaxPool2d(2),
-            ConvBlock(w2, w3), ConvBlock(w3, w3),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for stage in range(stages):
+            out = width * 2**stage
+            if stage:
+                layers.append(nn.MaxPool2d(2))
+            layers.append(ConvBlock(in_channels, out))
+            layers.extend([ResidualBlock(out) for _ in range(blocks)] if blocks else [ConvBlock(out, out)])
+            in_channels = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(w3, num_classes)
+        self.classifier = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, num_classes) for normalised images of shape (batch, 3, 32, 32)."""
@@ -65,12 +90,24 @@ class SconesNet(nn.Module):
 
 def build_model(config: dict[str, Any]) -> SconesNet:
     """The network described by a model config (as `make_config` writes it); dropout only matters in training."""
-    return SconesNet(num_classes=len(config["class_names"]), width=int(config.get("width", DEFAULT_WIDTH)),
-                     dropout=float(config.get("dropout", 0.0)))
+    return SconesNet(
+        num_classes=len(config["class_names"]),
+        width=int(config.get("width", DEFAULT_WIDTH)),
+        dropout=float(config.get("dropout", 0.0)),
+        blocks=int(config.get("blocks", 0)),
+        stages=int(config.get("stages", 3)),
+    )
 
 
-def make_config(class_names: Sequence[str], mean: Sequence[float], std: Sequence[float], width: int,
-                temperature: float = 1.0, dropout: float = 0.0, tta_flip: bool = True) -> dict[str, Any]:
+def make_config(
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: int,
+    temperature: float = 1.0,
+    dropout: float = 0.0,
+    tta_flip: bool = True,
+) -> dict[str, Any]:
     """Everything besides the weights that inference needs to rebuild the model and reproduce its outputs."""
     return {
         "class_names": list(class_names),

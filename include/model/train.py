@@ -76,19 +76,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("label_smoothing", type=float, default=0.0)
     add("width", type=int, default=scones_model.DEFAULT_WIDTH, help="channels of the first conv stage")
     add("dropout", type=float, default=0.0)
+    add("blocks", type=int, default=0, help="residual blocks per stage; 0 = one plain conv block")
+    add("stages", type=int, default=3, help="resolution stages (32, 16, 8, 4 pixels)")
     add("crop_padding", type=int, default=4, help="pixels of zero padding for the random crop; 0 disables it")
     add("scale_jitter", type=float, default=0.0, help="random zoom by a factor in [1/(1+s), 1+s]; 0 disables it")
     add("rotation", type=float, default=0.0, help="random rotation within +-this many degrees; 0 disables it")
     add("cutout", type=int, default=0, help="side of a random square zeroed per training image; 0 disables it")
     add("mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha) parameter; 0 disables it")
-    add("ema", type=float, default=0.0,
-        help="decay of an exponential moving average of the weights used as the final model; 0 disables it")
-    add("bn_recalibrate", type=_bool, default=True,
-        help="re-estimate batch-norm statistics on the un-augmented training images after training")
-    add("val_fraction", type=float, default=0.0,
-        help="stratified share of TRAIN held out for validation and for fitting the temperature; 0 trains on all")
-    add("temperature", type=float, default=1.0,
-        help="softmax temperature saved for inference when no validation split is held out to fit one")
+    add(
+        "ema",
+        type=float,
+        default=0.0,
+        help="decay of an exponential moving average of the weights used as the final model; 0 disables it",
+    )
+    add(
+        "bn_recalibrate",
+        type=_bool,
+        default=True,
+        help="re-estimate batch-norm statistics on the un-augmented training images after training",
+    )
+    add(
+        "val_fraction",
+        type=float,
+        default=0.0,
+        help="stratified share of TRAIN held out for validation and for fitting the temperature; 0 trains on all",
+    )
+    add(
+        "temperature",
+        type=float,
+        default=1.0,
+        help="softmax temperature saved for inference when no validation split is held out to fit one",
+    )
     add("tta_flip", type=_bool, default=True, help="average logits with the mirrored image at prediction time")
     add("channels_last", type=_bool, default=True, help="NHWC memory format: faster convolutions on CPU")
     add("num_threads", type=int, default=_env_int("SM_NUM_CPUS", os.cpu_count() or 1))
@@ -124,8 +142,9 @@ def read_channel(channel: str | Path) -> Split:
     if len(listings) != 1:
         raise ValueError(f"expected exactly one *.lst file in {channel}, found {[p.name for p in listings]}")
     classes_file = channel / scones_model.CLASSES_FILENAME
-    class_names = (json.loads(classes_file.read_text()) if classes_file.exists()
-                   else list(scones_model.DEFAULT_CLASS_NAMES))
+    class_names = (
+        json.loads(classes_file.read_text()) if classes_file.exists() else list(scones_model.DEFAULT_CLASS_NAMES)
+    )
     images, labels = [], []
     for line_no, line in enumerate(listings[0].read_text().splitlines(), start=1):
         if not line.strip():
@@ -157,8 +176,14 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 # --- augmentation ---------------------------------------------------------------------------------------
-def augment(batch: torch.Tensor, padding: int, generator: torch.Generator, cutout: int = 0,
-            scale_jitter: float = 0.0, rotation: float = 0.0) -> torch.Tensor:
+def augment(
+    batch: torch.Tensor,
+    padding: int,
+    generator: torch.Generator,
+    cutout: int = 0,
+    scale_jitter: float = 0.0,
+    rotation: float = 0.0,
+) -> torch.Tensor:
     """Random horizontal flip, random crop with zero padding (zero = the mean colour after normalisation) and
     optionally a random zoom/rotation and cutout, per image, vectorised over the batch (no torchvision in the
     container)."""
@@ -201,15 +226,16 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def evaluate_logits(network: nn.Module, inputs: torch.Tensor, tta_flip: bool, channels_last: bool,
-                    batch_size: int = 256) -> torch.Tensor:
+def evaluate_logits(
+    network: nn.Module, inputs: torch.Tensor, tta_flip: bool, channels_last: bool, batch_size: int = 256
+) -> torch.Tensor:
     """Logits for already-normalised inputs, in eval mode (the caller's mode is restored)."""
     was_training = network.training
     network.eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
+            batch = inputs[start : start + batch_size]
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             outputs.append(scones_model.predict_logits(network, batch, tta_flip))
@@ -217,15 +243,23 @@ def evaluate_logits(network: nn.Module, inputs: torch.Tensor, tta_flip: bool, ch
     return torch.cat(outputs)
 
 
-def fit(args: argparse.Namespace, train: Split, mean: Sequence[float], std: Sequence[float],
-        val: Split | None = None, log: Any = print) -> tuple[nn.Module, list[dict[str, float]]]:
+def fit(
+    args: argparse.Namespace,
+    train: Split,
+    mean: Sequence[float],
+    std: Sequence[float],
+    val: Split | None = None,
+    log: Any = print,
+) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train a fresh network on `train` with the hyperparameters in `args`; returns it and per-epoch history.
 
     SGD with Nesterov momentum under a one-cycle schedule: with batch norm it converges in few epochs, and the
     annealed tail gives a stable final model, so no early stopping (which would need a validation split)."""
     seed_everything(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    network = scones_model.SconesNet(len(train.class_names), width=args.width, dropout=args.dropout)
+    network = scones_model.SconesNet(
+        len(train.class_names), width=args.width, dropout=args.dropout, blocks=args.blocks, stages=args.stages
+    )
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     network = network.to(memory_format=memory_format)
     inputs = scones_model.to_tensor(train.images, mean, std)
@@ -235,17 +269,20 @@ def fit(args: argparse.Namespace, train: Split, mean: Sequence[float], std: Sequ
     # No weight decay on batch-norm parameters and biases: decaying them only fights the normalisation.
     decay = [p for p in network.parameters() if p.ndim > 1]
     no_decay = [p for p in network.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=args.learning_rate, momentum=args.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        momentum=args.momentum,
+        nesterov=True,
+    )
     # Drop the ragged last batch: a batch of a few images gives batch norm noisy statistics.
     steps_per_epoch = max(1, len(inputs) // args.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.learning_rate,
-                                                    total_steps=args.epochs * steps_per_epoch, pct_start=0.25)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.learning_rate, total_steps=args.epochs * steps_per_epoch, pct_start=0.25
+    )
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     mix_rng = np.random.default_rng(args.seed)
-    ema_state = ({key: value.detach().clone() for key, value in network.state_dict().items()}
-                 if args.ema > 0 else None)
+    ema_state = {key: value.detach().clone() for key, value in network.state_dict().items()} if args.ema > 0 else None
     step_count = 0
     history: list[dict[str, float]] = []
     started = time.monotonic()
@@ -254,9 +291,8 @@ def fit(args: argparse.Namespace, train: Split, mean: Sequence[float], std: Sequ
         order = torch.randperm(len(inputs), generator=generator)
         total_loss, correct, seen = 0.0, 0, 0
         for step in range(steps_per_epoch):
-            index = order[step * args.batch_size:(step + 1) * args.batch_size]
-            batch = augment(inputs[index], args.crop_padding, generator, args.cutout, args.scale_jitter,
-                            args.rotation)
+            index = order[step * args.batch_size : (step + 1) * args.batch_size]
+            batch = augment(inputs[index], args.crop_padding, generator, args.cutout, args.scale_jitter, args.rotation)
             labels = targets[index]
             if args.mixup > 0:
                 lam = float(mix_rng.beta(args.mixup, args.mixup))
@@ -284,16 +320,23 @@ def fit(args: argparse.Namespace, train: Split, mean: Sequence[float], std: Sequ
             total_loss += loss.item() * len(index)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(index)
-        record = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-                  "seconds": time.monotonic() - started}
+        record = {
+            "epoch": epoch,
+            "train_loss": total_loss / seen,
+            "train_accuracy": correct / seen,
+            "seconds": time.monotonic() - started,
+        }
         if val_inputs is not None:
             val_logits = evaluate_logits(network, val_inputs, args.tta_flip, args.channels_last)
             val_targets = torch.from_numpy(val.labels)
             record["val_loss"] = float(F.cross_entropy(val_logits, val_targets))
             record["val_accuracy"] = float((val_logits.argmax(1) == val_targets).float().mean())
         history.append(record)
-        log(" ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
-                     for key, value in record.items()))
+        log(
+            " ".join(
+                f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()
+            )
+        )
     if ema_state is not None:
         network.load_state_dict(ema_state)
     if args.bn_recalibrate:
@@ -302,8 +345,9 @@ def fit(args: argparse.Namespace, train: Split, mean: Sequence[float], std: Sequ
     return network, history
 
 
-def recalibrate_batch_norm(network: nn.Module, inputs: torch.Tensor, batch_size: int,
-                           memory_format: torch.memory_format) -> None:
+def recalibrate_batch_norm(
+    network: nn.Module, inputs: torch.Tensor, batch_size: int, memory_format: torch.memory_format
+) -> None:
     """Replace the batch-norm running statistics by exact averages over `inputs`. The running averages
     (momentum 0.1) only remember the last few augmented batches, and with ~12 batches an epoch they make the
     evaluated model jump by several points of accuracy from one epoch to the next; averaged weights (EMA)
@@ -316,7 +360,7 @@ def recalibrate_batch_norm(network: nn.Module, inputs: torch.Tensor, batch_size:
     network.train()
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
-            network(inputs[start:start + batch_size].contiguous(memory_format=memory_format))
+            network(inputs[start : start + batch_size].contiguous(memory_format=memory_format))
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
 
@@ -335,8 +379,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(min(fine, key=nll))
 
 
-def classification_metrics(probs: torch.Tensor, labels: torch.Tensor,
-                           threshold: float = CONFIDENCE_THRESHOLD) -> dict[str, float]:
+def classification_metrics(
+    probs: torch.Tensor, labels: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
+) -> dict[str, float]:
     """Accuracy and NLL, plus what the workflow's confidence filter sees: the share of images whose top
     probability reaches `threshold`, and the accuracy among those."""
     confidence, predicted = probs.max(1)
@@ -379,8 +424,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         train_idx, val_idx = stratified_split(data.labels, args.val_fraction, args.seed)
         train, val = data.subset(train_idx), data.subset(val_idx)
     mean, std = scones_model.channel_stats(train.images)  # from the images trained on only
-    print(f"train={len(train.labels)} val={0 if val is None else len(val.labels)} classes={data.class_names} "
-          f"threads={torch.get_num_threads()} load_seconds={time.monotonic() - started:.1f}", flush=True)
+    print(
+        f"train={len(train.labels)} val={0 if val is None else len(val.labels)} classes={data.class_names} "
+        f"threads={torch.get_num_threads()} load_seconds={time.monotonic() - started:.1f}",
+        flush=True,
+    )
 
     network, history = fit(args, train, mean, std, val, log=lambda line: print(line, flush=True))
 
@@ -388,8 +436,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     temperature = args.temperature
     if val is not None:
         # Calibrate on the held-out split: the training images are fitted too well to say how sure to be.
-        val_logits = evaluate_logits(network, scones_model.to_tensor(val.images, mean, std), args.tta_flip,
-                                     args.channels_last)
+        val_logits = evaluate_logits(
+            network, scones_model.to_tensor(val.images, mean, std), args.tta_flip, args.channels_last
+        )
         val_labels = torch.from_numpy(val.labels)
         temperature = fit_temperature(val_logits, val_labels)
         val_metrics = classification_metrics(scones_model.probabilities(val_logits, temperature), val_labels)
@@ -398,14 +447,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if args.test:
         test = read_channel(args.test)
-        test_logits = evaluate_logits(network, scones_model.to_tensor(test.images, mean, std), args.tta_flip,
-                                      args.channels_last)
-        test_metrics = classification_metrics(scones_model.probabilities(test_logits, temperature),
-                                              torch.from_numpy(test.labels))
+        test_logits = evaluate_logits(
+            network, scones_model.to_tensor(test.images, mean, std), args.tta_flip, args.channels_last
+        )
+        test_metrics = classification_metrics(
+            scones_model.probabilities(test_logits, temperature), torch.from_numpy(test.labels)
+        )
         metrics.update({f"test_{key}": value for key, value in test_metrics.items()})
 
-    config = scones_model.make_config(data.class_names, mean, std, args.width, temperature=temperature,
-                                      dropout=args.dropout, tta_flip=args.tta_flip)
+    config = scones_model.make_config(
+        data.class_names, mean, std, args.width, temperature=temperature, dropout=args.dropout, tta_flip=args.tta_flip
+    )
     save_artifact(network, config, args.model_dir)
     metrics["total_seconds"] = time.monotonic() - started
     for key, value in metrics.items():

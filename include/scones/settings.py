@@ -30,6 +30,13 @@ _SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("sagemaker_role", "SCONES_SAGEMAKER_ROLE", "scones-sagemaker-execution"),
     ("training_image", "SCONES_TRAINING_IMAGE", ""),
     ("inference_image", "SCONES_INFERENCE_IMAGE", ""),
+    ("lambda_role", "SCONES_LAMBDA_ROLE", "scones-lambda-execution"),
+    ("states_role", "SCONES_STATES_ROLE", "scones-states-execution"),
+    ("smoke_executions", "SCONES_SMOKE_EXECUTIONS", "6"),
+    ("alert_low_confidence_share", "SCONES_ALERT_LOW_CONFIDENCE_SHARE", "0.5"),
+    ("alert_psi", "SCONES_ALERT_PSI", "0.25"),
+    ("alert_min_records", "SCONES_ALERT_MIN_RECORDS", "50"),
+    ("report_lag_minutes", "SCONES_REPORT_LAG_MINUTES", "15"),
     ("pytorch_version", "SCONES_PYTORCH_VERSION", "2.5.1"),
     ("python_version", "SCONES_PYTHON_VERSION", "py311"),
 )
@@ -52,6 +59,15 @@ class Settings:
     # Empty means "the AWS Deep Learning Container for the connection's region" (see include/scones/images.py).
     training_image: str
     inference_image: str
+    # The inference workflow: roles (names or ARNs), smoke executions per run, monitoring alert limits.
+    lambda_role: str
+    states_role: str
+    smoke_executions: str
+    alert_low_confidence_share: str
+    alert_psi: str
+    alert_min_records: str
+    # AWS delivers capture files minutes late: the report stops this long before now (the local cloud: seconds).
+    report_lag_minutes: str
     pytorch_version: str
     python_version: str
 
@@ -64,10 +80,10 @@ class Settings:
         """The deployment registry entry: the live model, its accuracy and evaluation (gate and monitoring)."""
         return f"{self.registry_prefix}/{self.endpoint_name}.json"
 
-    def role_arn(self, account_id: str) -> str:
-        if self.sagemaker_role.startswith("arn:"):
-            return self.sagemaker_role
-        return f"arn:aws:iam::{account_id}:role/{self.sagemaker_role}"
+    def role_arn(self, account_id: str, role: str | None = None) -> str:
+        """A role setting (name or ARN) as an ARN; the SageMaker execution role by default."""
+        role = self.sagemaker_role if role is None else role
+        return role if role.startswith("arn:") else f"arn:aws:iam::{account_id}:role/{role}"
 
 
 VARIABLE_NAMES = tuple(name for _, name, _ in _SETTINGS)

@@ -73,3 +73,21 @@ def teardown(sagemaker_client: Any, s3_hook: Any, endpoint_name: str, bucket: st
         deleted["registry"].append(f"s3://{bucket}/{registry_key}")
     log.info("deleted %s", {kind: len(names) for kind, names in deleted.items()})
     return deleted
+
+
+def teardown_workflow(lambda_client: Any, sfn_client: Any, state_machine_name: str, function_names: list[str]) -> dict:
+    """Delete the workflow's state machine and Lambdas (free while idle, but a full clean-up leaves nothing)."""
+    deleted: dict[str, list[str]] = {"state_machines": [], "functions": []}
+    for page in sfn_client.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == state_machine_name:
+                sfn_client.delete_state_machine(stateMachineArn=machine["stateMachineArn"])
+                deleted["state_machines"].append(state_machine_name)
+    for name in function_names:
+        try:
+            lambda_client.delete_function(FunctionName=name)
+            deleted["functions"].append(name)
+        except lambda_client.exceptions.ResourceNotFoundException:
+            log.info("function %s does not exist", name)
+    log.info("deleted %s", deleted)
+    return deleted

@@ -110,6 +110,7 @@ def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[st
         "accuracy_among_passed": metrics["accuracy_among_passed"],
         "evaluation_uri": f"s3://{artifact_bucket}/{evaluation_key}",
         "training_job_name": job_name,
+        "data_uri": data_uri,
     }
 
 
@@ -148,6 +149,7 @@ def record_deployment(hook: Any, plan: RunPlan, result: Mapping[str, Any]) -> di
         "pass_share_at_threshold": result["pass_share_at_threshold"],
         "accuracy_among_passed": result["accuracy_among_passed"],
         "evaluation_uri": result["evaluation_uri"],
+        "data_uri": result.get("data_uri"),
         "classes": plan.training_params.classes,
         "confidence_threshold": plan.training_params.confidence_threshold,
         "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),

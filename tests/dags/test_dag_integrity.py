@@ -11,7 +11,7 @@ import pytest
 from tests.dags import integrity
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED_DAG_IDS = {"scones_training_pipeline", "scones_teardown"}
+EXPECTED_DAG_IDS = {"scones_training_pipeline", "scones_inference_workflow", "scones_teardown"}
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def _keys(s3: Any, prefix: str) -> list[str]:
 
 
 def test_training_pipeline_deploys_gates_updates_and_tears_down(
-    scones_env: dict, airflow_db: None, s3: Any, sagemaker: Any, runtime: Any
+    scones_env: dict, airflow_db: None, s3: Any, sagemaker: Any, runtime: Any, local_cloud: Any
 ) -> None:
     # --- run 1: first deploy -------------------------------------------------------------------------------
     first = _run("scones_training_pipeline", FAST)
@@ -106,8 +106,17 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
             records += [json.loads(line) for line in body.splitlines() if line.strip()]
         return records
 
-    records = wait_for(captured, timeout_s=30)
-    record = records[-1]["captureData"]
+    def ours() -> list[dict]:  # other tests may have invoked the endpoint in the same hour
+        return [
+            r["captureData"]
+            for r in captured()
+            if base64.b64decode(r["captureData"]["endpointInput"]["data"]) == image
+            and json.loads(r["captureData"]["endpointOutput"]["data"]) == served
+        ]
+
+    matching = wait_for(ours, timeout_s=30)
+    assert matching, "the invocation was not captured"
+    record = matching[-1]
     assert base64.b64decode(record["endpointInput"]["data"]) == image
     assert record["endpointInput"]["encoding"] == "BASE64"
     assert record["endpointOutput"]["encoding"] == "JSON" and json.loads(record["endpointOutput"]["data"]) == served
@@ -143,3 +152,7 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert sagemaker.list_endpoint_configs(NameContains="scones-")["EndpointConfigs"] == []
     assert sagemaker.list_models(NameContains="scones-")["Models"] == []
     assert f"registry/{ENDPOINT}.json" not in _keys(s3, "registry/")
+    assert not [m for m in local_cloud.client("stepfunctions").list_state_machines()["stateMachines"]
+                if m["name"] == "scones-image-classification"]  # fmt: skip
+    assert not [f for f in local_cloud.client("lambda").list_functions()["Functions"]
+                if f["FunctionName"].startswith("scones-")]  # fmt: skip

@@ -30,13 +30,20 @@ def pytorch_python() -> Path:
     return PYTORCH_PYTHON
 
 
-def run_pytorch(python: Path, args: Sequence[str], env: dict[str, str] | None = None,
-                cwd: Path = MODEL_CODE) -> subprocess.CompletedProcess[str]:
+def run_pytorch(
+    python: Path, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path = MODEL_CODE
+) -> subprocess.CompletedProcess[str]:
     """Run the framework interpreter like the training toolkit does: from the code directory, with a clean
     environment plus `env` (so no SM_* variable of the caller leaks in)."""
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run([str(python), *args], cwd=cwd, env=base | (env or {}), capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S)
+    return subprocess.run(
+        [str(python), *args],
+        cwd=cwd,
+        env=base | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+    )
 
 
 def image_bytes(label: int, seed: int, fmt: str = "PNG", mode: str = "RGBA") -> bytes:
@@ -50,8 +57,9 @@ def image_bytes(label: int, seed: int, fmt: str = "PNG", mode: str = "RGBA") -> 
     return buffer.getvalue()
 
 
-def make_channel(directory: Path, per_class: int, class_names: Sequence[str] | None = None,
-                 split: str = "train", seed: int = 0) -> Path:
+def make_channel(
+    directory: Path, per_class: int, class_names: Sequence[str] | None = None, split: str = "train", seed: int = 0
+) -> Path:
     """A channel directory as the transform step writes it: `<split>.lst` rows "index<TAB>label<TAB>file" and
     RGBA PNGs under images/; `classes.json` only when class names are given."""
     images = directory / "images"
@@ -77,8 +85,14 @@ class TrainingRun:
     result: subprocess.CompletedProcess[str]
 
 
-def train(python: Path, root: Path, *flags: str, class_names: Sequence[str] | None = None,
-          test_channel: bool = True, env: dict[str, str] | None = None) -> TrainingRun:
+def train(
+    python: Path,
+    root: Path,
+    *flags: str,
+    class_names: Sequence[str] | None = None,
+    test_channel: bool = True,
+    env: dict[str, str] | None = None,
+) -> TrainingRun:
     """train.py on a tiny generated channel, configured through SM_* variables as on a training instance."""
     root.mkdir(parents=True, exist_ok=True)
     sm_env = {

@@ -121,8 +121,16 @@ def assert_probabilities(payload: str) -> None:
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["image/png rgba.png", "image/jpeg rgb.jpg", "application/x-image rgba.png",
-                                  "image/png grey.png", "image/jpeg large.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "image/png rgba.png",
+        "image/jpeg rgb.jpg",
+        "application/x-image rgba.png",
+        "image/png grey.png",
+        "image/jpeg large.jpg",
+    ],
+)
 def test_image_requests_answer_json_probabilities(report: dict[str, Any], name: str) -> None:
     assert "value" in report[name], report[name]
     assert_probabilities(report[name]["value"])
@@ -156,9 +164,14 @@ def test_predict_runs_in_eval_mode_without_gradients(report: dict[str, Any]) -> 
 
 
 def test_preprocessing_makes_normalised_rgb_32x32(report: dict[str, Any]) -> None:
-    assert report["preprocess"]["value"] == {"shape": [3, 32, 32], "dtype": "torch.float32", "rgba_equals_rgb": True,
-                                             "normalised": True, "grey_shape": [3, 32, 32],
-                                             "large_shape": [3, 32, 32]}
+    assert report["preprocess"]["value"] == {
+        "shape": [3, 32, 32],
+        "dtype": "torch.float32",
+        "rgba_equals_rgb": True,
+        "normalised": True,
+        "grey_shape": [3, 32, 32],
+        "large_shape": [3, 32, 32],
+    }
 
 
 def test_model_fn_refuses_pickled_objects(report: dict[str, Any]) -> None:
@@ -173,8 +186,12 @@ def _free_port() -> int:
 
 
 def _post(port: int, body: bytes, content_type: str) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, method="POST",
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()
@@ -184,8 +201,12 @@ def _post(port: int, body: bytes, content_type: str) -> tuple[int, str]:
 
 def test_served_by_the_local_serving_container(trained, images: Path, pytorch_python: Path) -> None:
     port = _free_port()
-    worker = subprocess.Popen([str(pytorch_python), str(SERVING_WORKER), "--model-dir", str(trained.model_dir),
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(
+        [str(pytorch_python), str(SERVING_WORKER), "--model-dir", str(trained.model_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

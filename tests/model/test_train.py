@@ -49,8 +49,21 @@ def test_weights_are_a_plain_state_dict(trained, pytorch_runner) -> None:
 
 def test_hyphenated_flags_classes_json_and_validation_split(train_job, tmp_path: Path) -> None:
     names = ["scone", "muffin", "crumpet"]
-    run = train_job(tmp_path, "--learning-rate", "0.01", "--weight-decay", "0", "--label-smoothing", "0.1",
-                    "--val-fraction", "0.25", "--tta-flip", "False", class_names=names, test_channel=False)
+    run = train_job(
+        tmp_path,
+        "--learning-rate",
+        "0.01",
+        "--weight-decay",
+        "0",
+        "--label-smoothing",
+        "0.1",
+        "--val-fraction",
+        "0.25",
+        "--tta-flip",
+        "False",
+        class_names=names,
+        test_channel=False,
+    )
     hyperparameters = json.loads(re.search(r"^hyperparameters: (.*)$", run.result.stdout, re.MULTILINE).group(1))
     assert hyperparameters["learning_rate"] == 0.01
     assert hyperparameters["weight_decay"] == 0.0
@@ -75,14 +88,22 @@ def test_same_seed_same_weights(trained, train_job, tmp_path: Path) -> None:
 
 def test_sm_environment_gives_the_defaults(pytorch_runner, tmp_path: Path) -> None:
     show = "import json, train; print(json.dumps(vars(train.parse_args([]))))"
-    env = {"SM_MODEL_DIR": "/opt/ml/model", "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
-           "SM_CHANNEL_TEST": "/opt/ml/input/data/test", "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
-           "SM_NUM_CPUS": "3"}
+    env = {
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+        "SM_CHANNEL_TEST": "/opt/ml/input/data/test",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "SM_NUM_CPUS": "3",
+    }
     result = pytorch_runner(["-c", show], env=env)
     assert result.returncode == 0, result.stderr
     args = json.loads(result.stdout)
     assert (args["model_dir"], args["train"], args["test"], args["output_data_dir"]) == (
-        "/opt/ml/model", "/opt/ml/input/data/train", "/opt/ml/input/data/test", "/opt/ml/output/data")
+        "/opt/ml/model",
+        "/opt/ml/input/data/train",
+        "/opt/ml/input/data/test",
+        "/opt/ml/output/data",
+    )
     assert args["num_threads"] == 3
     assert args["epochs"] > 1 and args["learning_rate"] > 0 and args["batch_size"] > 1
 
@@ -90,7 +111,8 @@ def test_sm_environment_gives_the_defaults(pytorch_runner, tmp_path: Path) -> No
 def test_channel_needs_exactly_one_listing(pytorch_runner, channel_factory, tmp_path: Path) -> None:
     channel = channel_factory(tmp_path / "train", 2)
     (channel / "extra.lst").write_text("")
-    result = pytorch_runner(["train.py", "--epochs", "1"], env={"SM_CHANNEL_TRAIN": str(channel),
-                                                                "SM_MODEL_DIR": str(tmp_path / "model")})
+    result = pytorch_runner(
+        ["train.py", "--epochs", "1"], env={"SM_CHANNEL_TRAIN": str(channel), "SM_MODEL_DIR": str(tmp_path / "model")}
+    )
     assert result.returncode != 0
     assert "expected exactly one *.lst file" in result.stderr

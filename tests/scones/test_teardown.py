@@ -176,3 +176,38 @@ def test_wait_until_deleted_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     client = FakeSageMaker({"ep"}, [], [])
     with pytest.raises(TimeoutError, match="endpoint ep still exists after 25 s"):
         wait_until_deleted(client, "ep", timeout_s=25, poll_s=1, sleep=lambda _s: None)
+
+
+class FakeWorkflowClients:
+    """Lambda and Step Functions calls of teardown_workflow, over in-memory names."""
+
+    class NotFound(Exception):
+        pass
+
+    def __init__(self, functions: set[str], machines: list[str]) -> None:
+        self.functions, self.machines = set(functions), list(machines)
+        self.exceptions = SimpleNamespace(ResourceNotFoundException=self.NotFound)
+
+    def delete_function(self, FunctionName: str) -> None:  # noqa: N803
+        if FunctionName not in self.functions:
+            raise self.NotFound(FunctionName)
+        self.functions.discard(FunctionName)
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_state_machines"
+        pages = [{"stateMachines": [{"name": n, "stateMachineArn": f"arn:sm/{n}"} for n in self.machines]}]
+        return SimpleNamespace(paginate=lambda: pages)
+
+    def delete_state_machine(self, stateMachineArn: str) -> None:  # noqa: N803
+        self.machines.remove(stateMachineArn.removeprefix("arn:sm/"))
+
+
+def test_teardown_workflow_deletes_only_the_named_resources_and_is_idempotent() -> None:
+    clients = FakeWorkflowClients({"scones-a", "scones-b", "other"}, ["scones-machine", "other-machine"])
+    deleted = td.teardown_workflow(clients, clients, "scones-machine", ["scones-a", "scones-b", "scones-c"])
+    assert deleted == {"state_machines": ["scones-machine"], "functions": ["scones-a", "scones-b"]}
+    assert clients.functions == {"other"} and clients.machines == ["other-machine"]
+    assert td.teardown_workflow(clients, clients, "scones-machine", ["scones-a"]) == {
+        "state_machines": [],
+        "functions": [],
+    }

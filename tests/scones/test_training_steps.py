@@ -94,6 +94,7 @@ def test_evaluate_model_scores_transform_outputs_and_writes_evaluation_json() ->
         "accuracy_among_passed": 0.5,
         "evaluation_uri": "s3://art/models/job-1/output/evaluation.json",
         "training_job_name": "job-1",
+        "data_uri": data_uri,  # the workflow DAG finds its smoke images through the registry
     }
     record = json.loads(hook.objects[("art", "models/job-1/output/evaluation.json")])
     assert record["confusion_matrix"]["matrix"] == [[1, 0], [1, 1]]

@@ -1,0 +1,153 @@
+"""Airflow UI plugin: the latest monitoring report of the live endpoint (issue #6).
+
+The API server mounts a small FastAPI app at /scones-monitoring/ and the UI gets a "Scones monitoring" entry
+under Browse that shows it in a frame. The app serves what the workflow DAG keeps under
+s3://<bucket>/monitoring/latest/, read through the provider's S3Hook on the project's connection:
+
+    GET /                  report.html, or a 404 page saying no report exists yet and which DAG writes it
+    GET /summary.json      the report's summary
+    GET /charts/<name>.png confidence_over_time, confidence_histogram or class_mix (anything else: 404)
+    GET /health            {"status": "ok"}, without S3 or login
+
+Every route but /health needs an Airflow login (the report shows captured inputs): the API server's JWT, from
+the UI's session cookie or an `Authorization: Bearer` header. S3 failures answer 502 with a one-line reason.
+
+Importing this module creates no boto3 client and imports no Airflow security or provider module; each request
+builds its own S3Hook. The project root must be on PYTHONPATH (as for the DAGs, which import `include` too).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from include.scones import monitoring_view as view
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/scones-monitoring"
+NAME = "Scones monitoring"
+NO_CACHE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class ReportReader(Protocol):
+    """Reads one file of the latest report (see monitoring_view.SERVED_FILES)."""
+
+    def uri(self, file_name: str) -> str: ...
+
+    def read(self, file_name: str) -> bytes | None:
+        """The bytes, None when nothing is published yet; raises monitoring_view.ReportStoreError on failure."""
+        ...
+
+
+def project_bucket() -> str:
+    """The project's bucket: Airflow Variable SCONES_BUCKET, then the environment, then the default. Only that
+    Variable is looked up; if the lookup itself fails, the environment and the default still answer."""
+    from include.scones.settings import load
+
+    def variable(name: str) -> str | None:
+        if name != "SCONES_BUCKET":
+            return None
+        try:
+            from airflow.sdk import Variable
+
+            value = Variable.get(name, default=None)
+        except Exception:
+            log.debug("Variable %s could not be read; using the environment", name, exc_info=True)
+            return None
+        return None if value is None else str(value)
+
+    return load(variables=variable).bucket
+
+
+def get_reader() -> ReportReader:
+    """Per request: the bucket from the settings, the S3Hook on the project's connection (built on first read)."""
+    from include.scones.airflow_runtime import s3_hook
+
+    return view.S3ReportReader(bucket=project_bucket(), hook_factory=s3_hook)
+
+
+async def require_airflow_user(request: Request) -> None:
+    """Airflow's own authentication (401 without a valid token), imported on first use."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    credentials = None
+    if scheme.lower() == "bearer" and token.strip():
+        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+    await get_user(request=request, _oauth_token=None, bearer_credentials=credentials)
+
+
+def _read(reader: ReportReader, file_name: str) -> bytes | None | view.ReportStoreError:
+    try:
+        return reader.read(file_name)
+    except view.ReportStoreError as error:
+        return error
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title=NAME, docs_url=None, redoc_url=None, openapi_url=None)
+    authenticated = [Depends(require_airflow_user)]
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, dependencies=authenticated)
+    def report(reader: ReportReader = Depends(get_reader)) -> Response:
+        headers = {**NO_CACHE, "Content-Security-Policy": view.CONTENT_SECURITY_POLICY}
+        body = _read(reader, view.REPORT_HTML)
+        if isinstance(body, view.ReportStoreError):
+            return HTMLResponse(view.error_page(str(body)), status_code=502, headers=headers)
+        if body is None:
+            return HTMLResponse(view.no_report_page(reader.uri(view.REPORT_HTML)), status_code=404, headers=headers)
+        return HTMLResponse(body, headers=headers)
+
+    @app.get("/summary.json", dependencies=authenticated)
+    def summary(reader: ReportReader = Depends(get_reader)) -> Response:
+        return _file(reader, view.SUMMARY_JSON, "application/json")
+
+    @app.get("/charts/{name}.png", dependencies=authenticated)
+    def chart(name: str, reader: ReportReader = Depends(get_reader)) -> Response:
+        file_name = view.chart_file(name)
+        if file_name is None:
+            allowed = ", ".join(f"{chart}.png" for chart in view.CHART_NAMES)
+            return JSONResponse({"detail": f"Unknown chart; the charts are {allowed}"}, 404, headers=NO_CACHE)
+        return _file(reader, file_name, "image/png")
+
+    return app
+
+
+def _file(reader: ReportReader, file_name: str, media_type: str) -> Response:
+    body = _read(reader, file_name)
+    if isinstance(body, view.ReportStoreError):
+        return JSONResponse({"detail": str(body)}, 502, headers=NO_CACHE)
+    if body is None:
+        detail = f"No monitoring report yet: {reader.uri(file_name)} does not exist ({view.PRODUCER_DAG_ID} writes it)"
+        return JSONResponse({"detail": detail}, 404, headers=NO_CACHE)
+    return Response(body, media_type=media_type, headers=NO_CACHE)
+
+
+app = create_app()
+
+# Where the API server mounts the app, and the UI entry that frames it. The href is relative (no leading slash):
+# the UI resolves it against its base URL, so it also works when Airflow is served under a path ([api] base_url).
+fastapi_app = {"app": app, "url_prefix": URL_PREFIX, "name": NAME}
+external_view = {
+    "name": NAME,
+    "href": URL_PREFIX.removeprefix("/") + "/",
+    "destination": "nav",
+    "url_route": "scones-monitoring",
+    "category": "browse",
+}
+
+
+class SconesMonitoringPlugin(AirflowPlugin):
+    name = "scones_monitoring"
+    fastapi_apps = [fastapi_app]
+    external_views = [external_view]

@@ -1,0 +1,133 @@
+"""The inference workflow DAG end to end on the local cloud, after a real training run: the three Lambdas
+and the state machine are deployed through the DAG (MiniStack), executions run against the real endpoint
+(local SageMaker), and the monitoring report is built from the real capture files.
+
+Checks: a confident and a low-confidence execution end exactly as the threshold says (execution
+histories), the report's numbers equal those recomputed from the captures, and a second run redeploys
+nothing and leaves one copy of each resource."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from tests.e2e.test_training_pipeline import BUCKET, ENDPOINT, _json, _keys, _run, _states
+
+pytestmark = pytest.mark.e2e
+
+THRESHOLD = 0.93
+
+
+def _execute(sfn: Any, arn: str, key: str) -> dict[str, Any]:
+    from tests.localcloud.helpers import wait_for
+
+    started = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"s3_bucket": BUCKET, "s3_key": key}))
+    done = wait_for(
+        lambda: (d := sfn.describe_execution(executionArn=started["executionArn"]))["status"] != "RUNNING" and d,
+        timeout_s=60,
+    )
+    assert done, f"execution for {key} did not finish"
+    return done
+
+
+def _captured_records(s3: Any) -> list[dict]:
+    records = []
+    for key in _keys(s3, f"data_capture/{ENDPOINT}/"):
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+        records += [json.loads(line) for line in body.splitlines() if line.strip()]
+    return records
+
+
+def test_workflow_deploys_runs_and_reports(
+    scones_env: dict, airflow_db: None, s3: Any, local_cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambda_client, sfn = local_cloud.client("lambda"), local_cloud.client("stepfunctions")
+    # Given a model deployed by the training DAG
+    trained = _run("scones_training_pipeline", {"epochs": 8, "min_accuracy": 0.6})
+    assert str(trained.state) == "success", _states(trained)
+    registry = _json(s3, f"registry/{ENDPOINT}.json")
+
+    # When the workflow DAG runs (alert limits out of reach: an 8-epoch model is often unsure)
+    monkeypatch.setenv("SCONES_ALERT_LOW_CONFIDENCE_SHARE", "1")
+    monkeypatch.setenv("SCONES_ALERT_PSI", "1000")
+    first = _run("scones_inference_workflow")
+    states = _states(first)
+    assert str(first.state) == "success", states
+    functions = first.get_task_instance("deploy_lambdas").xcom_pull(task_ids="deploy_lambdas")
+    assert {f["action"] for f in functions.values()} == {"created"}
+
+    # Then the functions carry the endpoint, the threshold and the connection's endpoints, and are Active
+    for spec in FUNCTIONS:
+        config = lambda_client.get_function(FunctionName=spec.name)["Configuration"]
+        assert config["State"] == "Active" and config["Handler"] == "lambda_function.lambda_handler"
+        variables = config["Environment"]["Variables"]
+        assert variables["ENDPOINT_NAME"] == ENDPOINT and float(variables["THRESHOLD"]) == THRESHOLD
+        assert variables["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == scones_env_sagemaker_url(local_cloud)
+    machines = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == STATE_MACHINE_NAME]
+    assert len(machines) == 1
+    machine_arn = machines[0]["stateMachineArn"]
+
+    # And the smoke executions ended as the threshold says (the DAG checks it; the table is its result)
+    outcomes = first.get_task_instance("check_smoke_executions").xcom_pull(task_ids="check_smoke_executions")
+    assert len(outcomes) == 6
+    for outcome in outcomes:
+        assert outcome["status"] == ("SUCCEEDED" if outcome["confidence"] >= THRESHOLD else "LOW_CONFIDENCE")
+
+    # A confident and a low-confidence image, chosen from the evaluation's own predictions
+    evaluation_prefix = registry["evaluation_uri"].removeprefix(f"s3://{BUCKET}/").rsplit("/output/", 1)[0]
+    predictions = {
+        key.rsplit("/", 1)[1].removesuffix(".out"): json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        for key in _keys(s3, f"{evaluation_prefix}/evaluation/predictions/")
+    }
+    confident = next(name for name, p in sorted(predictions.items()) if max(p) >= 0.99)
+    doubtful = next(name for name, p in sorted(predictions.items()) if max(p) < 0.8)
+    images = registry["data_uri"].removeprefix(f"s3://{BUCKET}/") + "test/images/"
+
+    ok = _execute(sfn, machine_arn, images + confident)
+    assert ok["status"] == "SUCCEEDED"
+    assert json.loads(ok["output"])["body"]["inferences"] == pytest.approx(predictions[confident], abs=1e-6)
+
+    low = _execute(sfn, machine_arn, images + doubtful)
+    assert low["status"] == "FAILED" and low["error"] == "ThresholdConfidenceNotMet"
+    history = sfn.get_execution_history(executionArn=low["executionArn"])["events"]
+    failures = [e for e in history if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["ThresholdConfidenceNotMet"]  # no retry
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[-1] == "LowConfidenceInference"
+    assert json.dumps(predictions[doubtful][0])[:6] in low["cause"]  # the inferences travel in the cause
+
+    # When the workflow runs again with nothing changed, and any drift at all is an alert
+    monkeypatch.setenv("SCONES_ALERT_PSI", "0")
+    monkeypatch.setenv("SCONES_ALERT_MIN_RECORDS", "1")
+    second = _run("scones_inference_workflow")
+    states = _states(second)
+    # Then the report task fails once as the alert (not retried into an empty window); the rest succeeds
+    assert states["monitoring_report"] == "failed"
+    assert all(state == "success" for task, state in states.items() if task != "monitoring_report"), states
+    again = second.get_task_instance("deploy_lambdas").xcom_pull(task_ids="deploy_lambdas")
+    assert {f["action"] for f in again.values()} == {"unchanged"}
+    names = [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
+    assert sorted(n for n in names if n.startswith("scones-")) == sorted(spec.name for spec in FUNCTIONS)
+    assert len([m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == STATE_MACHINE_NAME]) == 1
+
+    # Then the latest report covers the window since the first report, and its numbers are the captures'
+    summary = _json(s3, "monitoring/latest/summary.json")
+    for name in ("report.html", "confidence_over_time.png", "confidence_histogram.png", "class_mix.png"):
+        assert f"monitoring/latest/{name}" in _keys(s3, "monitoring/latest/")
+    first_summary = first.get_task_instance("monitoring_report").xcom_pull(task_ids="monitoring_report")
+    assert summary["window"]["start"] == first_summary["window"]["end"]
+    start, end = (datetime.fromisoformat(summary["window"][edge]) for edge in ("start", "end"))
+    in_window = [
+        r for r in _captured_records(s3) if start <= datetime.fromisoformat(r["eventMetadata"]["inferenceTime"]) < end
+    ]
+    confidences = [max(json.loads(r["captureData"]["endpointOutput"]["data"])) for r in in_window]
+    assert summary["totals"]["records"] == len(in_window) >= 8  # 6 smoke + 2 above, in the second window
+    assert summary["totals"]["below_threshold"] == sum(c < THRESHOLD for c in confidences)
+
+
+def scones_env_sagemaker_url(local_cloud: Any) -> str:
+    return local_cloud.cfg.sagemaker_url
