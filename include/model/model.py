@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
@@ -68,10 +69,18 @@ class SconesNet(nn.Module):
         dropout: float = 0.0,
         blocks: int = 0,
         stages: int = 3,
+        whiten: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = 3
+        self.whiten: nn.Conv2d | None = None
+        if whiten:
+            # Fixed ZCA whitening of 3x3 patches, fitted to the training images by `fit_whitening`.
+            self.whiten = nn.Conv2d(3, 27, kernel_size=3, padding=1, bias=True)
+            self.whiten.requires_grad_(False)
+            layers.append(self.whiten)
+            in_channels = 27
         for stage in range(stages):
             out = width * 2**stage
             if stage:
@@ -82,6 +91,18 @@ class SconesNet(nn.Module):
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(in_channels, num_classes)
+
+    @torch.no_grad()
+    def fit_whitening(self, images: torch.Tensor, eps: float = 1e-2) -> None:
+        """Set the whitening filters from normalised training images (N, 3, 32, 32)."""
+        assert self.whiten is not None
+        patches = F.unfold(images.float(), kernel_size=3, padding=1).transpose(1, 2).reshape(-1, 27).double()
+        mean = patches.mean(0)
+        cov = torch.cov((patches - mean).T)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        zca = eigenvectors @ torch.diag((eigenvalues.clamp_min(0) + eps).rsqrt()) @ eigenvectors.T
+        self.whiten.weight.copy_(zca.float().view(27, 3, 3, 3))
+        self.whiten.bias.copy_(-(zca @ mean).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, num_classes) for normalised images of shape (batch, 3, 32, 32)."""
@@ -96,6 +117,7 @@ def build_model(config: dict[str, Any]) -> SconesNet:
         dropout=float(config.get("dropout", 0.0)),
         blocks=int(config.get("blocks", 0)),
         stages=int(config.get("stages", 3)),
+        whiten=bool(config.get("whiten", False)),
     )
 
 

@@ -77,6 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("width", type=int, default=scones_model.DEFAULT_WIDTH, help="channels of the first conv stage")
     add("dropout", type=float, default=0.0)
     add("blocks", type=int, default=0, help="residual blocks per stage; 0 = one plain conv block")
+    add("whiten", type=_bool, default=False, help="fixed ZCA whitening of 3x3 patches as the first layer")
     add("stages", type=int, default=3, help="resolution stages (32, 16, 8, 4 pixels)")
     add("crop_padding", type=int, default=4, help="pixels of zero padding for the random crop; 0 disables it")
     add("scale_jitter", type=float, default=0.0, help="random zoom by a factor in [1/(1+s), 1+s]; 0 disables it")
@@ -264,11 +265,14 @@ def fit(
     network = network.to(memory_format=memory_format)
     inputs = scones_model.to_tensor(train.images, mean, std)
     targets = torch.from_numpy(train.labels)
+    if args.whiten:
+        network.fit_whitening(inputs)
     val_inputs = scones_model.to_tensor(val.images, mean, std) if val is not None and len(val.labels) else None
 
     # No weight decay on batch-norm parameters and biases: decaying them only fights the normalisation.
-    decay = [p for p in network.parameters() if p.ndim > 1]
-    no_decay = [p for p in network.parameters() if p.ndim <= 1]
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
     optimizer = torch.optim.SGD(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.learning_rate,
@@ -310,11 +314,11 @@ def fit(
             step_count += 1
             if ema_state is not None:
                 # Short warm-up so the average is not dominated by the random initial weights.
-                decay = min(args.ema, (1 + step_count) / (10 + step_count))
+                ema_decay = min(args.ema, (1 + step_count) / (10 + step_count))
                 with torch.no_grad():
                     for key, value in network.state_dict().items():
                         if value.is_floating_point():
-                            ema_state[key].mul_(decay).add_(value.detach(), alpha=1 - decay)
+                            ema_state[key].mul_(ema_decay).add_(value.detach(), alpha=1 - ema_decay)
                         else:
                             ema_state[key].copy_(value)
             total_loss += loss.item() * len(index)
@@ -326,7 +330,7 @@ def fit(
             "train_accuracy": correct / seen,
             "seconds": time.monotonic() - started,
         }
-        if val_inputs is not None:
+        if val_inputs is not None and val is not None:
             val_logits = evaluate_logits(network, val_inputs, args.tta_flip, args.channels_last)
             val_targets = torch.from_numpy(val.labels)
             record["val_loss"] = float(F.cross_entropy(val_logits, val_targets))
