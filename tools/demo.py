@@ -24,10 +24,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from include.scones import load_generator  # noqa: E402
 from include.scones import settings as scones_settings  # noqa: E402
-from include.scones.fixture import build_fixture, serve_archive  # noqa: E402
+from include.scones.fixture import build_fixture  # noqa: E402
 from localcloud import launcher  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402
 from tools import airflow_local  # noqa: E402
+from tools.cifar_mirror import serve_archive  # noqa: E402
 
 DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"
 ARCHIVE_NAME = "cifar-100-python.tar.gz"

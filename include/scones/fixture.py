@@ -14,17 +14,13 @@ and pointing `SCONES_CIFAR_URL`/`SCONES_CIFAR_MD5` at it lets the real extract a
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import io
 import pickle
 import tarfile
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -150,24 +146,6 @@ def build_fixture(
             _tar_member(tar, "test", splits["test"].pickle("testing", seed + 1))
     tmp.replace(output)
     return hashlib.md5(output.read_bytes()).hexdigest()
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
-        pass
-
-
-@contextmanager
-def serve_archive(archive: Path) -> Iterator[str]:
-    """Serve `archive` over real HTTP on 127.0.0.1 (a free port) as an offline CIFAR mirror; yields its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(archive.parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, name="cifar-mirror", daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include.scones.fixture import build_fixture, serve_archive
+from include.scones.fixture import build_fixture
+from tools.cifar_mirror import serve_archive
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"
