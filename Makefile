@@ -9,7 +9,7 @@ VENV_PYTORCH   := .venv-pytorch
 PY             := $(VENV)/bin/python
 LOCALCLOUD     := $(PY) -m localcloud
 
-.PHONY: help venvs up down status test lint clean-state fixture demo airflow
+.PHONY: help venvs up down status test lint clean-state fixture demo airflow bench
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ demo: up  ## Run the whole mission on the local cloud and print a summary (SCONE
 
 airflow: up  ## Airflow UI on http://127.0.0.1:8080 (airflow standalone) wired to the local cloud
 	$(PY) tools/airflow_local.py standalone
+
+bench: up  ## Measure everything, write benchmarks/latest.{json,md} (BENCH_ONLY=endpoint,... BENCH_DEMO=0)
+	$(PY) benchmarks/bench.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 # --- quality ----------------------------------------------------------------------------------
 test: venvs  ## Run the whole test suite (unit, contract, end-to-end)

@@ -3,10 +3,10 @@
     # 1. the fixture split of the shared dataset, as channel directories (TEST = every 5th image per class)
     .venv-pytorch/bin/python benchmarks/tune_model.py channels /tmp/model-data
     # 2. cross-validate candidate hyperparameters on TRAIN (never on TEST); one JSON line per candidate
-    .venv-pytorch/bin/python benchmarks/tune_model.py cv /tmp/model-data/train --set epochs=60 --set width=32 \
+    .venv-pytorch/bin/python benchmarks/tune_model.py cv /tmp/model-data/train --set members=1,2 \
         --set learning_rate=0.05,0.1 --out /tmp/tune.jsonl
 
-Every candidate trains `folds` networks on (k-1)/k of TRAIN with the exact `fit()` of train.py and predicts its
+Every candidate trains `folds` models on (k-1)/k of TRAIN with the exact `fit_ensemble()` of train.py and predicts its
 held-out fold. The pooled out-of-fold logits give the validation accuracy, the temperature that calibrates them
 (the `--temperature` default of train.py, which trains on all of TRAIN), and what the 0.93 confidence filter
 would pass. `--set name=v1,v2` values combine as a grid.
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import train as scones_train  # noqa: E402
 
-DATASET = Path("/work/shared/datasets/cifar100-bicycle-motorcycle")
+DATASET = ROOT / "datasets" / "cifar100-bicycle-motorcycle"
 TEST_EVERY = 5  # per class, sorted by CIFAR index: positions 0, 5, 10, ... are TEST
 
 
@@ -76,10 +76,11 @@ def cross_validate(data: scones_train.Split, args: argparse.Namespace, folds: in
         train, val = data.subset(train_idx), data.subset(held_out)
         mean, std = scones_model.channel_stats(train.images)
         started = time.monotonic()
-        network, _ = scones_train.fit(args, train, mean, std, log=lambda _line: None)
+        network, _ = scones_train.fit_ensemble(args, train, mean, std, log=lambda _line: None)
         seconds.append(time.monotonic() - started)
-        logits = scones_train.evaluate_logits(network, scones_model.to_tensor(val.images, mean, std),
-                                              args.tta_flip, args.channels_last)
+        logits = scones_train.evaluate_logits(
+            network, scones_model.to_tensor(val.images, mean, std), args.tta_flip, args.channels_last
+        )
         oof_logits[held_out] = logits
         fold_accuracy.append(float((logits.argmax(1) == torch.from_numpy(val.labels)).float().mean()))
     labels = torch.from_numpy(data.labels)
@@ -108,8 +109,13 @@ def main() -> None:
     channels.add_argument("--dataset", type=Path, default=DATASET)
     cv = commands.add_parser("cv", help="cross-validate hyperparameter candidates on a TRAIN channel")
     cv.add_argument("train", type=Path)
-    cv.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
-                    help="a train.py hyperparameter and its candidate values")
+    cv.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a train.py hyperparameter and its candidate values",
+    )
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument("--fold_seed", type=int, default=0)
     cv.add_argument("--out", type=Path, help="append one JSON line per candidate here")

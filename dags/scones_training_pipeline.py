@@ -49,7 +49,12 @@ SAGEMAKER = {"aws_conn_id": AWS_CONN_ID, "check_interval": POLL_SECONDS}
 def plan(params: dict | None = None, run_id: str | None = None, dag_run=None) -> dict:
     """Validate the Params and fix the run's resource names, role and images (no AWS call before this)."""
     from include.scones import airflow_runtime, training_steps
+    from include.scones.params import InvalidParams, validate
 
+    try:
+        validate(params or {})  # before the hook's first AWS call (STS); a retry cannot fix a bad Param
+    except InvalidParams as exc:
+        raise AirflowFailException(str(exc)) from exc
     hook = airflow_runtime.sagemaker_hook()
     return training_steps.plan_run(
         airflow_runtime.settings(), params or {}, run_id, dag_run.run_after, hook.conn_region_name, hook.account_id

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BIND_HOST = "127.0.0.1"  # never anything else: the local cloud must not be reachable from outside
+LOOPBACK_HOST = "127.0.0.1"
+WILDCARD_HOST = "0.0.0.0"
+BIND_HOST_VARIABLE = "LOCALCLOUD_BIND_HOST"
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"  # MiniStack's default account
 DUMMY_ACCESS_KEY = "test"  # not a secret: MiniStack and the local SageMaker accept any signature
 DUMMY_SECRET_KEY = "test"
+
+
+def bind_host(env: Mapping[str, str] | None = None) -> str:
+    """Where the local cloud's services listen: 127.0.0.1, unless LOCALCLOUD_BIND_HOST says 0.0.0.0.
+
+    Only docker-compose.yaml sets 0.0.0.0: inside a container, a service on 127.0.0.1 cannot be reached from
+    the other containers (Airflow, and the Lambdas that MiniStack runs call the local SageMaker). The container's
+    own network namespace, with ports published on the host's 127.0.0.1 only, keeps it private there. On a
+    machine itself the local cloud must never be reachable from outside, so nothing else is accepted."""
+    value = ((os.environ if env is None else env).get(BIND_HOST_VARIABLE) or LOOPBACK_HOST).strip()
+    if value not in (LOOPBACK_HOST, WILDCARD_HOST):
+        raise ValueError(
+            f"{BIND_HOST_VARIABLE} must be {LOOPBACK_HOST} (the default) or {WILDCARD_HOST} (inside a container), "
+            f"got {value!r}"
+        )
+    return value
+
+
+BIND_HOST = bind_host()
+# The address clients on the same host use: 0.0.0.0 is where to listen, not where to connect.
+CONNECT_HOST = LOOPBACK_HOST if BIND_HOST == WILDCARD_HOST else BIND_HOST
 
 
 @dataclass(frozen=True)
@@ -35,11 +59,11 @@ class LocalCloudConfig:
 
     @property
     def ministack_url(self) -> str:
-        return f"http://{BIND_HOST}:{self.ministack_port}"
+        return f"http://{CONNECT_HOST}:{self.ministack_port}"
 
     @property
     def sagemaker_url(self) -> str:
-        return f"http://{BIND_HOST}:{self.sagemaker_port}"
+        return f"http://{CONNECT_HOST}:{self.sagemaker_port}"
 
     @property
     def sagemaker_home(self) -> Path:

@@ -3,6 +3,7 @@ in a throw-away LOCALCLOUD_HOME, driven only through boto3 as a user would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,9 +64,10 @@ class LocalCloud:
         launcher.start(sagemaker, self.cfg)
 
 
-@pytest.fixture(scope="session")
-def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    home: Path = tmp_path_factory.mktemp("localcloud")
+@contextlib.contextmanager
+def running_local_cloud(home: Path) -> Iterator[LocalCloud]:
+    """Both services up on free loopback ports with state under `home`; the process environment points every
+    AWS client (and Airflow's connection) at them until the block ends, then both stop."""
     env = {
         "LOCALCLOUD_HOME": str(home),
         "MINISTACK_PORT": str(free_port()),
@@ -81,6 +83,12 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
         launcher.down(cfg)
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    with running_local_cloud(tmp_path_factory.mktemp("localcloud")) as cloud:
+        yield cloud
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,15 +22,10 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from include.scones import load_generator  # noqa: E402
 from include.scones import settings as scones_settings  # noqa: E402
-from include.scones.fixture import build_fixture  # noqa: E402
 from localcloud import launcher  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402
 from tools import airflow_local  # noqa: E402
-from tools.cifar_mirror import serve_archive  # noqa: E402
-
-DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"
-ARCHIVE_NAME = "cifar-100-python.tar.gz"
-
+from tools.cifar_mirror import configured_or_fixture_source  # noqa: E402
 
 BURST_EXECUTIONS = 40
 BURST_RATE_PER_S = 10.0
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     env = airflow_environment(cfg)
     airflow(env, "db", "migrate")
-    with data_source(cfg) as data_env:
+    with configured_or_fixture_source(cfg.home / "fixtures") as data_env:
         env |= data_env
         run_dag(env, "scones_training_pipeline", json.loads(args.conf))
     run_dag(env, "scones_inference_workflow")
@@ -113,20 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"wall time         {time.monotonic() - started:.0f} s\n(the local cloud keeps running: `make down`)")
     return 0
-
-
-@contextmanager
-def data_source(cfg: LocalCloudConfig) -> Iterator[dict[str, str]]:
-    """The user's SCONES_CIFAR_URL if set; otherwise the fixture archive, served for the length of the demo."""
-    if os.environ.get("SCONES_CIFAR_URL"):
-        print(f"data: {os.environ['SCONES_CIFAR_URL']}")
-        yield {}
-        return
-    archive = cfg.home / "fixtures" / ARCHIVE_NAME
-    md5 = build_fixture(DATASET, archive)
-    with serve_archive(archive) as url:
-        print(f"data: fixture archive built from {DATASET.relative_to(PROJECT_ROOT)}, served at {url} (md5 {md5})")
-        yield {"SCONES_CIFAR_URL": url, "SCONES_CIFAR_MD5": md5}
 
 
 if __name__ == "__main__":

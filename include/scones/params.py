@@ -28,7 +28,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "title": "CIFAR-100 classes",
         "description": "Fine-label names to classify, in label order (label 0 first).",
     },
-    "epochs": {"default": 60, "type": "integer", "minimum": 1, "maximum": 300, "title": "Epochs"},
+    "epochs": {"default": 120, "type": "integer", "minimum": 1, "maximum": 300, "title": "Epochs"},
     "learning_rate": {
         "default": 0.05,
         "type": "number",
@@ -39,6 +39,14 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "batch_size": {"default": 64, "type": "integer", "minimum": 8, "maximum": 1024, "title": "Batch size"},
     "weight_decay": {"default": 0.0005, "type": "number", "minimum": 0, "maximum": 0.1, "title": "Weight decay"},
     "seed": {"default": 42, "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed"},
+    "members": {
+        "default": 2,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 5,
+        "title": "Ensemble members",
+        "description": "Networks trained with seeds seed, seed+1, ...; the endpoint averages them (time scales).",
+    },
     "training_instance_type": {
         "default": "ml.m5.xlarge",
         "type": "string",
@@ -83,7 +91,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
-HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "weight_decay", "seed")
+HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "weight_decay", "seed", "members")
 
 
 class InvalidParams(ValueError):
@@ -98,6 +106,7 @@ class TrainingParams:
     batch_size: int
     weight_decay: float
     seed: int
+    members: int
     training_instance_type: str
     inference_instance_type: str
     max_runtime_seconds: int

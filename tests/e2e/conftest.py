@@ -33,18 +33,22 @@ def cifar_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CifarMirr
         yield CifarMirror(url, md5, archive)
 
 
-@pytest.fixture(scope="session")
-def scones_env(local_cloud, cifar_mirror: CifarMirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def scones_settings(mirror: CifarMirror, cache_dir: Path, bucket: str) -> dict[str, str]:
     """Settings for the DAGs, as a user would export them for an offline mirror (env vars, no code change)."""
-    env = {
-        "SCONES_CIFAR_URL": cifar_mirror.url,
-        "SCONES_CIFAR_MD5": cifar_mirror.md5,
-        "SCONES_CACHE_DIR": str(tmp_path_factory.mktemp("scones-cache")),
-        "SCONES_BUCKET": "scones-e2e",
+    return {
+        "SCONES_CIFAR_URL": mirror.url,
+        "SCONES_CIFAR_MD5": mirror.md5,
+        "SCONES_CACHE_DIR": str(cache_dir),
+        "SCONES_BUCKET": bucket,
         "SCONES_POLL_SECONDS": "2",
         # The local cloud flushes captures within seconds; AWS needs the default 15 minutes.
         "SCONES_REPORT_LAG_MINUTES": "0",
     }
+
+
+@pytest.fixture(scope="session")
+def scones_env(local_cloud, cifar_mirror: CifarMirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    env = scones_settings(cifar_mirror, tmp_path_factory.mktemp("scones-cache"), "scones-e2e")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -83,8 +83,8 @@ def test_workflow_deploys_runs_and_reports(
         key.rsplit("/", 1)[1].removesuffix(".out"): json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         for key in _keys(s3, f"{evaluation_prefix}/evaluation/predictions/")
     }
-    confident = next(name for name, p in sorted(predictions.items()) if max(p) >= 0.99)
-    doubtful = next(name for name, p in sorted(predictions.items()) if max(p) < 0.8)
+    confident = next(name for name, p in sorted(predictions.items()) if max(p) >= THRESHOLD)
+    doubtful = next(name for name, p in sorted(predictions.items()) if max(p) < THRESHOLD)
     images = registry["data_uri"].removeprefix(f"s3://{BUCKET}/") + "test/images/"
 
     ok = _execute(sfn, machine_arn, images + confident)

@@ -10,6 +10,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +51,34 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float =
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval_s)
+
+
+def live_processes(matches: Callable[[Path], bool]) -> set[int]:
+    """Pids of running (not zombie) processes whose /proc/<pid> folder `matches`; unreadable ones are skipped."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z" and matches(proc):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def process_gone(pid: int, timeout_s: float = 10) -> bool:
+    """True once pid has exited (a zombie waiting for its parent to reap it counts as gone)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
 
 
 # Pure Python, no torch: the worker imports it in .venv-pytorch as the framework container would.

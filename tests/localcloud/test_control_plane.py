@@ -1,5 +1,5 @@
 """The local SageMaker's control plane through plain boto3: models, endpoint configs, tags, paging,
-AWS error codes and messages, and state that survives a restart."""
+AWS error codes and messages, and state that survives a restart. Bad names and enums: tests/reliability/."""
 
 from __future__ import annotations
 
@@ -98,30 +98,6 @@ def test_endpoint_config_round_trip_keeps_data_capture(sagemaker: Any) -> None:
     assert_valid_output("DescribeEndpointConfig", described)
     error = error_of(sagemaker.describe_endpoint_config, EndpointConfigName="nope-config")
     assert error == {"Code": "ValidationException", "Message": 'Could not find endpoint configuration "nope-config".'}
-
-
-@pytest.mark.parametrize(
-    ("name", "fragment"),
-    [
-        ("../x", "Member must satisfy regular expression pattern"),
-        ("m" * 64, "Member must have length less than or equal to 63"),
-        ("a/../../etc", "Member must satisfy regular expression pattern"),
-    ],
-)
-def test_bad_names_are_refused_before_anything_is_stored(sagemaker: Any, name: str, fragment: str) -> None:
-    error = error_of(create_model, sagemaker=sagemaker, name=name)
-    assert error["Code"] == "ValidationException"
-    assert fragment in error["Message"] and "at 'modelName'" in error["Message"]
-    assert all(m["ModelName"] != name for m in sagemaker.list_models(MaxResults=100)["Models"])
-
-
-def test_unknown_enum_is_refused(sagemaker: Any) -> None:
-    error = error_of(sagemaker.list_models, SortBy="Colour")
-    assert error["Code"] == "ValidationException"
-    assert (
-        "at 'sortBy' failed to satisfy constraint: Member must satisfy enum value set: [Name, CreationTime]"
-        in error["Message"]
-    )
 
 
 def test_list_paging_omits_next_token_on_the_last_page(sagemaker: Any) -> None:

@@ -91,6 +91,7 @@ def test_applies_to_the_pristine_files_and_a_second_apply_is_a_no_op(pinned_copy
     assert patch.status(pinned_copy) == "applied"
     worker = (pinned_copy / "ministack/core/lambda_runtime.py").read_text()
     assert '"errorType": type(e).__name__' in worker
+    assert 'if response.get("status") == "error" and "errorType" not in response:' in worker
     snapshot = {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()}
     assert patch.apply(pinned_copy) == []
     assert {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()} == snapshot
@@ -240,3 +241,28 @@ def test_the_real_filter_lambda_raises_threshold_confidence_not_met_on_ministack
 
     function_error, payload = invoke(lambda_client, function, {"statusCode": 200, "body": body | {"inferences": []}})
     assert (function_error, payload["errorType"]) == ("Unhandled", "InvalidEvent")
+
+
+COUNTING_HANDLER = """
+INVOCATIONS = 0
+
+
+def lambda_handler(event, context):
+    global INVOCATIONS
+    INVOCATIONS += 1
+    if event.get("fail"):
+        raise ValueError(f"invocation {INVOCATIONS} failed")
+    return INVOCATIONS
+"""
+
+
+@pytest.mark.e2e
+def test_the_worker_stays_warm_after_a_handler_exception(local_cloud: Any) -> None:
+    lambda_client = local_cloud.client("lambda")
+    function = deploy(lambda_client, zip_of({"lambda_function.py": COUNTING_HANDLER}), prefix="counts")
+
+    assert invoke(lambda_client, function, {}) == (None, 1)
+    assert invoke(lambda_client, function, {"fail": True})[1]["errorMessage"] == "invocation 2 failed"
+    # The same process and its module state serve the next event, as AWS reuses the execution environment
+    # after a handler exception (unpatched MiniStack starts a new worker: the count would be 1 again).
+    assert invoke(lambda_client, function, {}) == (None, 3)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import tarfile
 import time
 import uuid
@@ -19,10 +17,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from localcloud import launcher
 from localcloud.sagemaker import validation
-from localcloud.sagemaker.models.training import RESTART_REASON, SHUTDOWN_REASON
+from localcloud.sagemaker.models.training import SHUTDOWN_REASON
 from tests.conftest import PYTORCH_TRAINING_IMAGE, ROLE_ARN, LocalCloud
+from tests.localcloud.helpers import process_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -334,19 +332,6 @@ def _start_sleeping_job(
     return name, pids[0]
 
 
-def _gone(pid: int, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":  # killed, waiting for init to reap it
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.timeout(90)
 def test_restart_fails_running_jobs_and_kills_their_process(
     sm: Any, raw_bodies: RawBodies, inputs: dict[str, str], logs: Any, local_cloud: LocalCloud
@@ -357,20 +342,4 @@ def test_restart_fails_running_jobs_and_kills_their_process(
     raw_bodies.assert_valid("DescribeTrainingJob")
     assert (description["TrainingJobStatus"], description["FailureReason"]) == ("Failed", SHUTDOWN_REASON)
     assert description["SecondaryStatusTransitions"][-1]["Status"] == "Failed"
-    assert _gone(pid)
-
-
-@pytest.mark.timeout(90)
-def test_crash_recovery_fails_running_jobs_and_kills_orphans(
-    sm: Any, raw_bodies: RawBodies, inputs: dict[str, str], logs: Any, local_cloud: LocalCloud
-) -> None:
-    name, pid = _start_sleeping_job(sm, raw_bodies, inputs, "crash", logs)
-    server = launcher.services(local_cloud.cfg)[1]
-    server_pid = int(server.pid_file(local_cloud.cfg).read_text())
-    os.kill(server_pid, signal.SIGKILL)  # no shutdown hook runs: the training process is orphaned
-    assert _gone(server_pid) and not _gone(pid, timeout_s=1)
-    launcher.start(server, local_cloud.cfg)
-    description = sm.describe_training_job(TrainingJobName=name)
-    raw_bodies.assert_valid("DescribeTrainingJob")
-    assert (description["TrainingJobStatus"], description["FailureReason"]) == ("Failed", RESTART_REASON)
-    assert _gone(pid)
+    assert process_gone(pid)

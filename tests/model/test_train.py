@@ -32,7 +32,28 @@ def test_logs_epochs_and_final_metrics(trained) -> None:
     assert "threads=1 " in stdout  # torch threads follow SM_NUM_CPUS
     metrics = json.loads((trained.output_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["test_accuracy"] <= 1.0
-    assert [record["epoch"] for record in metrics["history"]] == [1]
+    # The default ensemble: every member's epochs, one after the other.
+    assert [(record["member"], record["epoch"]) for record in metrics["history"]] == [(1, 1), (2, 1)]
+
+
+def test_members_are_trained_with_their_own_seeds(trained, train_job, pytorch_runner, tmp_path: Path) -> None:
+    single = train_job(tmp_path / "single", "--members", "1")
+    assert json.loads((trained.model_dir / "model_config.json").read_text())["members"] == 2
+    assert json.loads((single.model_dir / "model_config.json").read_text())["members"] == 1
+    compare = (
+        "import sys, torch\n"
+        "pair = torch.load(sys.argv[1], map_location='cpu', weights_only=True)\n"
+        "single = torch.load(sys.argv[2], map_location='cpu', weights_only=True)\n"
+        "first = {k.removeprefix('members.0.'): v for k, v in pair.items() if k.startswith('members.0.')}\n"
+        "second = {k.removeprefix('members.1.'): v for k, v in pair.items() if k.startswith('members.1.')}\n"
+        "assert len(first) + len(second) == len(pair) and first.keys() == second.keys() == single.keys()\n"
+        "print(all(torch.equal(first[k], single[k]) for k in single),\n"
+        "      any(not torch.equal(first[k], second[k]) for k in single))\n"
+    )
+    result = pytorch_runner(["-c", compare, str(trained.model_dir / "model.pth"), str(single.model_dir / "model.pth")])
+    assert result.returncode == 0, result.stderr
+    # Member 1 is exactly the single network of the same seed; member 2 (seed + 1) differs from it.
+    assert result.stdout.split() == ["True", "True"]
 
 
 def test_weights_are_a_plain_state_dict(trained, pytorch_runner) -> None:

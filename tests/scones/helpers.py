@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import socket
 import tarfile
 import threading
 from collections.abc import Iterable, Sequence
@@ -184,3 +185,11 @@ def client_error(code: str, operation: str, message: str = "") -> Exception:
     from botocore.exceptions import ClientError
 
     return ClientError({"Error": {"Code": code, "Message": message or code}}, operation)
+
+
+def closed_port_url() -> str:
+    """A URL on a loopback port nothing listens on (bound, then released): connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cifar-100-python.tar.gz"

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import pytest
 
 from include.scones.extract import ChecksumMismatch, DownloadFailed, ExtractError, cache_path, download, md5_of
-from tests.scones.helpers import ScriptedServer
+from tests.scones.helpers import ScriptedServer, closed_port_url
 
 PAYLOAD = b"cifar archive bytes " * 5000  # ~100 KB: several reads of the response stream
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 UNREACHABLE_URL = "http://127.0.0.1:9/x.tar.gz"
 
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/cifar-100-python.tar.gz"
 
 
 def files_under(root: Path) -> list[str]:

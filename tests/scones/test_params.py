@@ -24,11 +24,12 @@ def test_defaults_validate() -> None:
     params = validate({})
     assert params == TrainingParams(
         classes=("bicycle", "motorcycle"),
-        epochs=60,
+        epochs=120,
         learning_rate=0.05,
         batch_size=64,
         weight_decay=0.0005,
         seed=42,
+        members=2,
         training_instance_type="ml.m5.xlarge",
         inference_instance_type="ml.m5.large",
         max_runtime_seconds=3600,
@@ -38,11 +39,12 @@ def test_defaults_validate() -> None:
     )
     assert validate(defaults()) == params
     assert params.hyperparameters() == {
-        "epochs": 60,
+        "epochs": 120,
         "learning_rate": 0.05,
         "batch_size": 64,
         "weight_decay": 0.0005,
         "seed": 42,
+        "members": 2,
     }
 
 
@@ -131,4 +133,4 @@ def test_hyperparameter_defaults_match_train_py() -> None:
         schema = PARAM_SCHEMAS[name]
         assert default == schema["default"], name
         assert kind == {"integer": "int", "number": "float"}[schema["type"]], name
-    assert train_defaults["epochs"] == ("int", 60)  # the parser really read the file
+    assert train_defaults["epochs"] == ("int", 120)  # the parser really read the file

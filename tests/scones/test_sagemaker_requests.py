@@ -78,6 +78,7 @@ def test_training_job() -> None:
         "batch_size": "64",
         "weight_decay": "0.0005",
         "seed": "42",
+        "members": "2",
         "sagemaker_program": '"train.py"',
         "sagemaker_submit_directory": json.dumps(CODE_URI),
         "sagemaker_region": '"us-east-1"',
@@ -99,13 +100,14 @@ def test_training_job() -> None:
 
 def test_default_hyperparameters_are_json_encoded() -> None:
     hyper = requests.training_job(make_plan(), DATA_URI, CODE_URI)["HyperParameters"]
-    assert hyper["epochs"] == "60" and hyper["sagemaker_program"] == '"train.py"'
+    assert hyper["epochs"] == "120" and hyper["sagemaker_program"] == '"train.py"'
     assert {k: json.loads(v) for k, v in hyper.items() if k in defaults()} == {
-        "epochs": 60,
+        "epochs": 120,
         "learning_rate": 0.05,
         "batch_size": 64,
         "weight_decay": 0.0005,
         "seed": 42,
+        "members": 2,
     }
 
 

@@ -148,7 +148,7 @@ def enabled_sampling(data_capture_config: dict[str, Any] | None) -> float | None
 @dataclass
 class _OpenSpool:
     path: Path
-    handle: IO[str]
+    handle: IO[bytes]  # unbuffered: each record is one write() to the OS, so a crash right after keeps it
     hour: str  # YYYYMMDDHH (UTC) of every record in this file
 
 
@@ -165,6 +165,7 @@ class CaptureWriter:
         self._lock = threading.Lock()  # guards _open and spool file creation/rotation
         self._upload_lock = threading.Lock()  # one uploader at a time (thread vs. close())
         self._open: dict[Path, _OpenSpool] = {}  # stream dir -> its current spool file
+        self._stream_dirs: dict[tuple[str, str, str], Path] = {}
         self._stop = threading.Event()
         spool_dir.mkdir(parents=True, exist_ok=True)
         # The thread's first round runs at once: it uploads leftovers from a crashed predecessor.
@@ -201,7 +202,7 @@ class CaptureWriter:
 
     def append(self, destination: str, endpoint: str, variant: str, record: dict[str, Any], when: datetime) -> None:
         """Append one record line to its stream's spool file (flushed to the OS, so a crash keeps it)."""
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         stream = self._stream_dir(destination, endpoint, variant)
         hour = f"{when.astimezone(UTC):%Y%m%d%H}"
         with self._lock:
@@ -212,8 +213,9 @@ class CaptureWriter:
             if spool is None:
                 spool = self._new_spool(stream, destination, endpoint, variant, hour, when)
                 self._open[stream] = spool
-            spool.handle.write(line)
-            spool.handle.flush()
+            written = 0
+            while written < len(line):  # a raw write may be short; the line must land whole
+                written += spool.handle.write(line[written:]) or 0
 
     # flushing ---------------------------------------------------------------------------------
     def flush(self) -> int:
@@ -263,9 +265,13 @@ class CaptureWriter:
 
     # spool files ------------------------------------------------------------------------------
     def _stream_dir(self, destination: str, endpoint: str, variant: str) -> Path:
-        # Endpoint and variant names are [a-zA-Z0-9-], safe in a path; the hash keeps destinations apart.
-        digest = hashlib.sha256(destination.encode()).hexdigest()[:12]
-        return self.spool_dir / f"{endpoint}--{variant}--{digest}"
+        key = (destination, endpoint, variant)
+        stream = self._stream_dirs.get(key)  # on every record: hashing and path building are not free
+        if stream is None:
+            # Endpoint and variant names are [a-zA-Z0-9-], safe in a path; the hash keeps destinations apart.
+            digest = hashlib.sha256(destination.encode()).hexdigest()[:12]
+            stream = self._stream_dirs[key] = self.spool_dir / f"{endpoint}--{variant}--{digest}"
+        return stream
 
     def _new_spool(
         self, stream: Path, destination: str, endpoint: str, variant: str, hour: str, when: datetime
@@ -279,4 +285,4 @@ class CaptureWriter:
             )
             os.replace(partial, target)  # atomic: a spool file never exists without its destination
         path = stream / f"{int(when.timestamp() * 1000)}-{uuid.uuid4()}{SPOOL_SUFFIX}"
-        return _OpenSpool(path=path, handle=path.open("a", encoding="utf-8"), hour=hour)
+        return _OpenSpool(path=path, handle=path.open("ab", buffering=0), hour=hour)

@@ -32,6 +32,7 @@ import httpx
 from localcloud.config import BIND_HOST
 from localcloud.sagemaker.runners import artifacts
 from localcloud.sagemaker.runners.processes import signal_group
+from localcloud.sagemaker.runners.worker_http import WorkerConnectError, WorkerConnectionPool, WorkerDisconnected
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per invocation on the hot path is noise, not news.
@@ -116,26 +117,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _worker_environment(environment: dict[str, str]) -> dict[str, str]:
+# A model server here shares the machine's cores with the control plane, MiniStack, the Lambdas and the
+# callers; a SageMaker instance is the model's alone. With torch's default of one OpenMP thread per core, every
+# forward pass needs all cores at once, and when they are busy its threads spin-wait for each other: on 2 cores
+# under load a small CNN took 173 ms of CPU per call instead of 4 ms (benchmarks/profiles/). One thread per
+# server is TorchServe's advice for CPU serving. The caller's environment or the model's Environment
+# (OMP_NUM_THREADS) overrides it.
+WORKER_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1"}
+
+
+def worker_environment(environment: dict[str, str]) -> dict[str, str]:
+    """The environment a model server process starts with: ours (minus our interpreter's variables), then the
+    model's `Environment`."""
     base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-    return base | {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"} | dict(environment)
+    fixed = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    return WORKER_ENV_DEFAULTS | base | fixed | dict(environment)
 
 
-# One pooled client per event loop (an AsyncClient is bound to the loop that first used it);
-# connections are keyed by host:port, so every worker shares the same pool.
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# Threads (batch transform) share one pooled httpx client; the event loop's InvokeEndpoint hop uses
+# worker_http's leaner pools, one per server and loop (asyncio streams are bound to their loop).
 _sync_client: httpx.Client | None = None
 _sync_client_lock = threading.Lock()
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=5.0)
-
-
-def _async_client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = httpx.AsyncClient(limits=_LIMITS, timeout=INVOCATION_TIMEOUT_S)
-        _async_clients[loop] = client
-    return client
 
 
 def _blocking_client() -> httpx.Client:
@@ -172,6 +175,9 @@ class ModelServer:
         self._in_flight = 0
         self._retired = False
         self._drained = threading.Event()
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerConnectionPool] = (
+            weakref.WeakKeyDictionary()
+        )
         self._log_copier = threading.Thread(target=self._copy_output, name=f"worker-{process.pid}-log", daemon=True)
         self._log_copier.start()
 
@@ -201,7 +207,7 @@ class ModelServer:
         process = subprocess.Popen(
             command,
             cwd=model_dir,
-            env=_worker_environment(environment),
+            env=worker_environment(environment),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -262,13 +268,26 @@ class ModelServer:
     # --- invocations ----------------------------------------------------------------------------
     async def invoke(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None) -> WorkerReply:
         with self._tracked_request():
-            response = await _async_client().post(
-                self.url,
-                content=body,
-                headers=self._headers(content_type, accept, custom_attributes),
-                timeout=self._timeout(),
+            reply = await self._pool().post(
+                "/invocations",
+                body,
+                self._headers(content_type, accept, custom_attributes),
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                read_timeout_s=INVOCATION_TIMEOUT_S,
             )
-        return self._reply(response)
+        return WorkerReply(
+            status=reply.status,
+            body=reply.body,
+            content_type=reply.headers.get("content-type", "application/octet-stream"),
+            custom_attributes=reply.headers.get("x-amzn-sagemaker-custom-attributes"),
+        )
+
+    def _pool(self) -> WorkerConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = WorkerConnectionPool(BIND_HOST, self.port)
+        return pool
 
     def invoke_sync(
         self, body: bytes, content_type: str, accept: str, timeout_s: float = INVOCATION_TIMEOUT_S
@@ -288,9 +307,9 @@ class ModelServer:
         self._enter()
         try:
             yield
-        except httpx.TimeoutException as error:
+        except (httpx.TimeoutException, TimeoutError, WorkerConnectError) as error:
             raise self._classify_timeout(error) from error
-        except httpx.TransportError as error:
+        except (httpx.TransportError, WorkerDisconnected) as error:
             raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
         finally:
             self._leave()
@@ -320,8 +339,8 @@ class ModelServer:
     def _timeout(read_s: float = INVOCATION_TIMEOUT_S) -> httpx.Timeout:
         return httpx.Timeout(read_s, connect=CONNECT_TIMEOUT_S)
 
-    def _classify_timeout(self, error: httpx.TimeoutException) -> HostingError:
-        if isinstance(error, httpx.ConnectTimeout) or self.process.poll() is not None:
+    def _classify_timeout(self, error: Exception) -> HostingError:
+        if isinstance(error, httpx.ConnectTimeout | WorkerConnectError) or self.process.poll() is not None:
             return WorkerUnavailable(f"model server pid {self.pid} did not accept the connection: {error!r}")
         return WorkerTimeout(f"model server pid {self.pid} did not answer in time")
 
@@ -351,6 +370,9 @@ class ModelServer:
             self.process.wait()
         self._signal(signal.SIGKILL)  # whatever the model spawned goes with it
         self._log_copier.join(timeout=2.0)
+        for loop, pool in list(self._pools.items()):  # idle keep-alive sockets; closed on the loop that owns them
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(pool.close)
 
     def _signal(self, signum: int) -> None:
         signal_group(self.pid, signum)

@@ -1,5 +1,6 @@
 """Test model in pure Python: `model.json` at the archive root names the model; the body
-`boom` makes input_fn raise, so the container answers 500; LOAD_DELAY_S slows model_fn down."""
+`boom` makes input_fn raise, so the container answers 500; the body `slow` takes 2 s to answer
+(a request surely in flight when its worker dies); LOAD_DELAY_S slows model_fn down."""
 
 import json
 import os
@@ -16,6 +17,8 @@ def input_fn(request_body, content_type):
     raw = request_body.encode("utf-8") if isinstance(request_body, str) else request_body
     if raw == b"boom":
         raise ValueError("boom: this model refuses the input")
+    if raw == b"slow":
+        time.sleep(2.0)
     return {
         "text": raw[:64].decode("utf-8", "replace"),
         "received_type": type(request_body).__name__,

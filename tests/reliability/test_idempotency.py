@@ -1,0 +1,84 @@
+"""Scenario 6, idempotency: each DAG runs again after a successful run of its own.
+
+The training DAG's second run leaves exactly one endpoint (updated blue/green onto the new config) and one endpoint
+config per deploy; the workflow DAG's next run changes nothing at all: the three functions and the one state machine
+are described exactly as before (code, configuration, definition, modification times)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from tests.reliability.conftest import MEASUREMENTS, TRAINING_PARAMS, Clients, TrainingCrash, read_json
+from tests.reliability.dag_runs import LoggedRun, run_dag
+
+pytestmark = pytest.mark.e2e
+
+ENDPOINT = "scones-vehicle-classifier"
+
+
+def run_named(listing: dict[str, Any], kind: str) -> set[str]:
+    """Names in a List<kind>s answer (the training DAG names what it creates `scones-<run>`)."""
+    return {item[f"{kind}Name"] for item in listing[f"{kind}s"]}
+
+
+def test_the_training_dag_run_again_keeps_one_endpoint_and_one_config_per_deploy(
+    aws: Clients, training_crash: TrainingCrash, deployment: dict[str, Any], dag_settings: dict
+) -> None:
+    again = run_dag("scones_training_pipeline", TRAINING_PARAMS)
+    assert again.succeeded, again.states
+    runs = [training_crash.logged, again]
+    deploys = {run.xcom("plan")["name"] for run in runs if run.states["create_endpoint_config"] == "success"}
+    assert again.xcom("plan")["name"] in deploys  # a seeded retrain scores the same, so the gate lets it deploy
+
+    endpoints = aws.sagemaker.list_endpoints(NameContains=ENDPOINT)["Endpoints"]
+    assert [(e["EndpointName"], e["EndpointStatus"]) for e in endpoints] == [(ENDPOINT, "InService")]
+    described = aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == again.xcom("plan")["name"]
+    configs = run_named(aws.sagemaker.list_endpoint_configs(NameContains="scones-"), "EndpointConfig")
+    assert configs == deploys
+    models = run_named(aws.sagemaker.list_models(NameContains="scones-"), "Model")
+    assert models == {run.xcom("plan")["name"] for run in runs}  # one model per run, deployed or not
+    assert read_json(aws.s3, f"registry/{ENDPOINT}.json")["endpoint_config_name"] == described["EndpointConfigName"]
+    # The same data and code were reused, not uploaded again under new keys.
+    assert again.xcom("load") == training_crash.logged.xcom("load")
+    assert again.xcom("package_code") == training_crash.logged.xcom("package_code")
+    MEASUREMENTS["idempotency (training)"] = (
+        f"2 runs, {len(deploys)} deploys: {len(endpoints)} endpoint, {len(configs)} endpoint configs, "
+        f"{len(models)} models; second run {again.seconds:.0f} s"
+    )
+
+
+def workflow_resources(aws: Clients) -> dict[str, Any]:
+    """Everything the workflow DAG deploys, as described by the services (request metadata left out)."""
+    functions = {
+        f["FunctionName"]: aws.lambda_.get_function(FunctionName=f["FunctionName"])["Configuration"]
+        for f in aws.lambda_.list_functions()["Functions"]
+        if f["FunctionName"].startswith("scones-")
+    }
+    machines = {
+        m["name"]: {
+            k: v
+            for k, v in aws.sfn.describe_state_machine(stateMachineArn=m["stateMachineArn"]).items()
+            if k != "ResponseMetadata"
+        }
+        for m in aws.sfn.list_state_machines()["stateMachines"]
+    }
+    return {"functions": functions, "state_machines": machines}
+
+
+def test_the_workflow_dag_run_again_changes_nothing(aws: Clients, first_workflow_run: LoggedRun) -> None:
+    before = workflow_resources(aws)
+    assert sorted(before["functions"]) == sorted(spec.name for spec in FUNCTIONS)
+    assert list(before["state_machines"]) == [STATE_MACHINE_NAME]
+
+    again = run_dag("scones_inference_workflow")
+
+    assert again.succeeded, again.states
+    assert {f["action"] for f in again.xcom("deploy_lambdas").values()} == {"unchanged"}
+    assert workflow_resources(aws) == before
+    MEASUREMENTS["idempotency (workflow)"] = (
+        f"run again in {again.seconds:.0f} s: 3 functions and 1 state machine described exactly as before"
+    )
