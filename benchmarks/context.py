@@ -22,7 +22,6 @@ from localcloud import launcher  # noqa: E402
 from localcloud.config import ACCOUNT_ID, LocalCloudConfig  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
-DATASET = ROOT / "datasets" / "cifar100-bicycle-motorcycle"
 MODEL_CODE = ROOT / "include" / "model"
 TORCH_CHILD = BENCH_DIR / "torch_child.py"
 # Separate from the demo's names, so a bench run never redeploys or reconfigures the user's own workflow.

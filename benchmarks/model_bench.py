@@ -22,15 +22,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.context import DATASET, MODEL_CODE, TORCH_CHILD, BenchContext, load_average, log, run_child, utc_now
+from benchmarks.context import MODEL_CODE, TORCH_CHILD, BenchContext, load_average, log, run_child, utc_now
 from include.scones import evaluation
 from include.scones.cifar import read_archive
 from include.scones.fixture import build_fixture
 from include.scones.manifests import read_lst
 from include.scones.params import PARAM_SCHEMAS
 from include.scones.transform import transform
+from tools.cifar_mirror import ARCHIVE_NAME, DATASET
 
-ARCHIVE_NAME = "cifar-100-python.tar.gz"
 CLASSES: list[str] = list(PARAM_SCHEMAS["classes"]["default"])
 THRESHOLD = float(PARAM_SCHEMAS["confidence_threshold"]["default"])
 METRIC_LINE = re.compile(r"^(?P<name>[a-z_]+)=(?P<value>-?[0-9.]+|nan)$")

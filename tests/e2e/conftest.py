@@ -11,11 +11,7 @@ from pathlib import Path
 import pytest
 
 from include.scones.fixture import build_fixture
-from tools.cifar_mirror import serve_archive
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"
-ARCHIVE_NAME = "cifar-100-python.tar.gz"
+from tools.cifar_mirror import ARCHIVE_NAME, DATASET, serve_archive
 
 
 @dataclass(frozen=True)
