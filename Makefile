@@ -55,8 +55,8 @@ fixture: $(VENV)/.installed  ## Build a CIFAR-100-format archive from datasets/ 
 demo: up  ## Run the whole mission on the local cloud and print a summary (SCONES_CIFAR_URL/MD5 for a mirror)
 	$(PY) tools/demo.py
 
-airflow: up  ## Airflow UI on http://127.0.0.1:8080 (airflow standalone) wired to the local cloud
-	$(PY) tools/airflow_local.py standalone
+airflow: up  ## Airflow UI on http://127.0.0.1:8080 (or AIRFLOW_PORT) wired to the local cloud; Ctrl-C stops it
+	$(PY) tools/airflow_local.py serve
 
 bench: up  ## Measure everything, write benchmarks/latest.{json,md} (BENCH_ONLY=endpoint,... BENCH_DEMO=0)
 	$(PY) benchmarks/bench.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY))

@@ -13,40 +13,49 @@ images, and turns the endpoint's captured traffic into a monitoring report (PNG 
 | Smoke | `pick_smoke_images` → `start_smoke_execution` (mapped) → `wait_for_smoke_executions` → `check_…` |
 | Monitor | `monitoring_report`: captures since the last report; an alert fails it after the upload |
 
-Runs hourly (`SCONES_WORKFLOW_SCHEDULE`) and whenever the training DAG deploys a model (Asset
-`scones_vehicle_classifier_endpoint`). Same file on AWS and on the local cloud: only the connection differs.
+Runs whenever the training DAG deploys a model (Asset `scones_vehicle_classifier_endpoint`) and hourly
+(`SCONES_WORKFLOW_SCHEDULE`). It starts unpaused, so it follows the first deploy with no step of yours; a
+scheduled run before any model is deployed skips itself. Same file on AWS and on the local cloud: only the
+connection differs.
 """
 
 from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.step_function import StepFunctionStartExecutionOperator
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, chain, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, PokeReturnValue, TaskGroup, chain, dag, task
 
-from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
 from include.scones.settings import AWS_CONN_ID_VARIABLE, ENDPOINT_ASSET_NAME, POLL_SECONDS_VARIABLE, parse_time_setting
+from include.scones.timetables import UpcomingCronTimetable
 
 AWS_CONN_ID = parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
 POLL_SECONDS = int(parse_time_setting(POLL_SECONDS_VARIABLE, "30"))
 SCHEDULE = AssetOrTimeSchedule(
-    timetable=CronTriggerTimetable(parse_time_setting("SCONES_WORKFLOW_SCHEDULE", "@hourly"), timezone="UTC"),
+    timetable=UpcomingCronTimetable(parse_time_setting("SCONES_WORKFLOW_SCHEDULE", "@hourly"), timezone="UTC"),
     assets=Asset(name=ENDPOINT_ASSET_NAME),
 )
 
 
 @task
-def plan() -> dict:
+def plan(dag_run=None) -> dict:
     """The live deployment (endpoint, threshold, test data) and the roles, from settings and the registry."""
     import json
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from include.scones import airflow_runtime
 
     settings = airflow_runtime.settings()
     s3 = airflow_runtime.s3_hook()
     if not s3.check_for_key(settings.registry_key, bucket_name=settings.bucket):
-        raise RuntimeError(
+        missing = (
             f"no deployed model: s3://{settings.bucket}/{settings.registry_key} is missing; run "
             "scones_training_pipeline first"
         )
+        # The hourly schedule runs from the start; until a first deploy there is nothing to check or report on.
+        if dag_run is not None and dag_run.run_type == "scheduled":
+            raise AirflowSkipException(missing)
+        raise AirflowFailException(missing)
     account = airflow_runtime.sagemaker_hook().account_id
     return {
         "registry": json.loads(s3.read_key(settings.registry_key, bucket_name=settings.bucket)),
@@ -110,7 +119,8 @@ def wait_for_smoke_executions(execution_arns: list[str]) -> PokeReturnValue:
     from include.scones import airflow_runtime
 
     client = StepFunctionHook(aws_conn_id=airflow_runtime.aws_conn_id()).conn
-    statuses = [client.describe_execution(executionArn=arn)["status"] for arn in list(execution_arns)]
+    # A slice reads the mapped XComs in one request; iterating them asks past the end and logs "XCom not found".
+    statuses = [client.describe_execution(executionArn=arn)["status"] for arn in execution_arns[:]]
     return PokeReturnValue(is_done="RUNNING" not in statuses)
 
 
@@ -127,7 +137,7 @@ def check_smoke_executions(run_plan: dict, images: list[dict], execution_arns: l
     registry = run_plan["registry"]
     outcomes = [
         workflow_steps.judge_execution(client.describe_execution(executionArn=arn), image, registry["classes"])
-        for arn, image in zip(list(execution_arns), images, strict=True)
+        for arn, image in zip(execution_arns[:], images, strict=True)
     ]
     print(workflow_steps.outcome_table(outcomes))
     workflow_steps.check_outcomes(outcomes, registry["confidence_threshold"])
@@ -171,26 +181,29 @@ def monitoring_report(run_plan: dict) -> dict:
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    is_paused_upon_creation=False,  # follows the training DAG's deploys without a manual unpause
     doc_md=__doc__,
     tags=["scones", "lambda", "stepfunctions", "monitoring"],
     default_args=DEFAULT_ARGS,
 )
 def scones_inference_workflow() -> None:
-    run_plan = plan()
+    # One TaskGroup per stage, so the graph reads Plan → Deploy → Smoke → Monitor; task ids keep no prefix.
+    with TaskGroup(**stage("Plan", "The live model from the training DAG's registry")):
+        run_plan = plan()
 
-    # DEPLOY
-    state_machine_arn = deploy_state_machine(run_plan, deploy_lambdas(run_plan))
+    with TaskGroup(**stage("Deploy", "Three Lambdas and the state machine, changed only when needed")):
+        state_machine_arn = deploy_state_machine(run_plan, deploy_lambdas(run_plan))
 
-    # SMOKE
-    images = pick_smoke_images(run_plan)
-    started = StepFunctionStartExecutionOperator.partial(
-        task_id="start_smoke_execution", state_machine_arn=state_machine_arn, aws_conn_id=AWS_CONN_ID
-    ).expand(state_machine_input=execution_input.expand(image=images))
-    waited = wait_for_smoke_executions(started.output)
-    checked = check_smoke_executions(run_plan, images, started.output)
+    with TaskGroup(**stage("Smoke", "Test images through the state machine, judged against the threshold")):
+        images = pick_smoke_images(run_plan)
+        started = StepFunctionStartExecutionOperator.partial(
+            task_id="start_smoke_execution", state_machine_arn=state_machine_arn, aws_conn_id=AWS_CONN_ID
+        ).expand(state_machine_input=execution_input.expand(image=images))
+        waited = wait_for_smoke_executions(started.output)
+        checked = check_smoke_executions(run_plan, images, started.output)
 
-    # MONITOR
-    report = monitoring_report(run_plan)
+    with TaskGroup(**stage("Monitor", "Captured traffic → charts, drift and alerts")):
+        report = monitoring_report(run_plan)
 
     chain(waited, checked, report)
 

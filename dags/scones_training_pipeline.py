@@ -14,7 +14,8 @@ worse than the live model.
 | Evaluate | `build_model_requests` → `create_model` → `batch_transform_test_split` → `evaluate` → `gate` |
 | Deploy | `create_endpoint_config` → `deploy_endpoint` (create, or blue/green update) → `record_deployment` |
 
-Runs weekly (`SCONES_TRAINING_SCHEDULE`) or from the UI with Params. The same file runs on AWS and on the
+Runs weekly (`SCONES_TRAINING_SCHEDULE`, only ticks after the DAG is unpaused: unpausing starts nothing) or
+from the UI with Params; every Param's bounds are shown in the trigger form. The same file runs on AWS and on the
 local cloud: only the Airflow connection `aws_default` differs. `scones_teardown` deletes the endpoint.
 """
 
@@ -27,10 +28,10 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
 )
-from airflow.sdk import Asset, Param, chain, dag, task
+from airflow.sdk import Asset, Param, TaskGroup, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
 from include.scones.params import PARAM_SCHEMAS
 from include.scones.settings import (
     AWS_CONN_ID_VARIABLE,
@@ -38,9 +39,10 @@ from include.scones.settings import (
     POLL_SECONDS_VARIABLE,
     parse_time_setting,
 )
+from include.scones.timetables import UpcomingCronTimetable
 
 AWS_CONN_ID = parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
-SCHEDULE = parse_time_setting("SCONES_TRAINING_SCHEDULE", "@weekly")
+SCHEDULE = UpcomingCronTimetable(parse_time_setting("SCONES_TRAINING_SCHEDULE", "@weekly"), timezone="UTC")
 POLL_SECONDS = int(parse_time_setting(POLL_SECONDS_VARIABLE, "30"))
 SAGEMAKER = {"aws_conn_id": AWS_CONN_ID, "check_interval": POLL_SECONDS}
 
@@ -188,38 +190,42 @@ def record_deployment(run_plan: dict, result: dict) -> dict:
     params={name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()},
 )
 def scones_training_pipeline() -> None:
-    run_plan = plan()
+    # One TaskGroup per stage, so the graph reads Plan → ETL → Train → Evaluate → Deploy; task ids keep no prefix.
+    with TaskGroup(**stage("Plan", "Validate the Params and name every resource after the run")):
+        run_plan = plan()
 
-    # ETL
-    archive = extract()
+    with TaskGroup(**stage("ETL", "CIFAR-100 → PNG channels → S3, and the training code")):
+        archive = extract()
+        channels = transform(run_plan, archive)
+        data_uri = load(run_plan, channels)
+        code_uri = package_code(run_plan)
+
+    with TaskGroup(**stage("Train", "SageMaker script-mode training job, logs streamed")):
+        train = SageMakerTrainingOperator(
+            task_id="train", config=build_training_job(run_plan, data_uri, code_uri), print_log=True, **SAGEMAKER
+        )
+
+    with TaskGroup(**stage("Evaluate", "Batch-transform the test split, score it, decide whether to deploy")):
+        requests = build_model_requests(run_plan, data_uri, train.output)
+        create_model = SageMakerModelOperator(task_id="create_model", config=requests["model"], aws_conn_id=AWS_CONN_ID)
+        batch_transform = SageMakerTransformOperator(
+            task_id="batch_transform_test_split", config=requests["transform"], **SAGEMAKER
+        )
+        result = evaluate(run_plan, data_uri, train.output)
+        decision = gate(run_plan, result)
+        kept = keep_live_model()
+
+    with TaskGroup(**stage("Deploy", "Endpoint config with data capture, endpoint create or blue/green update")):
+        endpoint_config = SageMakerEndpointConfigOperator(
+            task_id="create_endpoint_config", config=requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
+        )
+        deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=requests["endpoint"], **SAGEMAKER)
+        recorded = record_deployment(run_plan, result)
+
     chain(run_plan, archive)  # Params are validated before anything is downloaded
-    channels = transform(run_plan, archive)
-    data_uri = load(run_plan, channels)
-    code_uri = package_code(run_plan)
-
-    # TRAIN
-    train = SageMakerTrainingOperator(
-        task_id="train", config=build_training_job(run_plan, data_uri, code_uri), print_log=True, **SAGEMAKER
-    )
-
-    # EVALUATE
-    requests = build_model_requests(run_plan, data_uri, train.output)
-    create_model = SageMakerModelOperator(task_id="create_model", config=requests["model"], aws_conn_id=AWS_CONN_ID)
-    batch_transform = SageMakerTransformOperator(
-        task_id="batch_transform_test_split", config=requests["transform"], **SAGEMAKER
-    )
-    result = evaluate(run_plan, data_uri, train.output)
-    decision = gate(run_plan, result)
-
-    # DEPLOY
-    endpoint_config = SageMakerEndpointConfigOperator(
-        task_id="create_endpoint_config", config=requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
-    )
-    deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=requests["endpoint"], **SAGEMAKER)
-
     chain(create_model, batch_transform, result)
-    chain(decision, [endpoint_config, keep_live_model()])
-    chain(endpoint_config, deploy, record_deployment(run_plan, result))
+    chain(decision, [endpoint_config, kept])
+    chain(endpoint_config, deploy, recorded)
 
 
 scones_training_pipeline()

@@ -1,16 +1,19 @@
 """Airflow UI plugin: the latest monitoring report of the live endpoint (issue #6).
 
-The API server mounts a small FastAPI app at /scones-monitoring/ and the UI gets a "Scones monitoring" entry
-under Browse that shows it in a frame. The app serves what the workflow DAG keeps under
-s3://<bucket>/monitoring/latest/, read through the provider's S3Hook on the project's connection:
+The API server mounts a small FastAPI app at /monitoring/ and the UI gets a "Scones monitoring" entry under
+Browse that shows it in a frame at /plugin/scones/monitoring/ (the UI appends the frame's own path to the
+entry's route, so route and prefix are chosen to read as one path). The app serves what the workflow DAG keeps
+under s3://<bucket>/monitoring/latest/, read through the provider's S3Hook on the project's connection:
 
-    GET /                  report.html, or a 404 page saying no report exists yet and which DAG writes it
+    GET /                  report.html, or a 404 page saying no report exists yet and which DAG writes it;
+                           without a login, a redirect to Airflow's login page, which comes back here
     GET /summary.json      the report's summary
     GET /charts/<name>.png confidence_over_time, confidence_histogram or class_mix (anything else: 404)
     GET /health            {"status": "ok"}, without S3 or login
 
 Every route but /health needs an Airflow login (the report shows captured inputs): the API server's JWT, from
-the UI's session cookie or an `Authorization: Bearer` header. S3 failures answer 502 with a one-line reason.
+the UI's session cookie or an `Authorization: Bearer` header. The page redirects a browser without one to the
+login; the JSON and chart routes answer 401. S3 failures answer 502 with a one-line reason.
 
 Importing this module creates no boto3 client and imports no Airflow security or provider module; each request
 builds its own S3Hook. The project root must be on PYTHONPATH (as for the DAGs, which import `include` too).
@@ -20,16 +23,20 @@ from __future__ import annotations
 
 import logging
 from typing import Protocol
+from urllib.parse import urlencode
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from include.scones import monitoring_view as view
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "/scones-monitoring"
+URL_PREFIX = "/monitoring"
+UI_ROUTE = "scones"
+PAGES = frozenset({"/"})  # routes people open in a browser (the rest are fetched by the page or by scripts)
 NAME = "Scones monitoring"
 NO_CACHE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -83,6 +90,23 @@ async def require_airflow_user(request: Request) -> None:
     await get_user(request=request, _oauth_token=None, bearer_credentials=credentials)
 
 
+def login_url(request: Request) -> str:
+    """Airflow's own login entry point (whatever the auth manager), asked to come back to this page. The API
+    server's base path is what the mount adds in front of URL_PREFIX."""
+    api_root = request.scope.get("root_path", "").removesuffix(URL_PREFIX)
+    return f"{api_root}/api/v2/auth/login?{urlencode({'next': str(request.url)})}"
+
+
+async def login_for_pages(request: Request, error: Exception) -> Response:
+    """A person who opens the report without a login goes to the login page and comes back (303); everything
+    else keeps FastAPI's answer (401 for the JSON and chart routes, which scripts call)."""
+    assert isinstance(error, HTTPException)
+    route = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    if error.status_code == 401 and request.method == "GET" and route in PAGES:
+        return RedirectResponse(login_url(request), status_code=303)
+    return await http_exception_handler(request, error)
+
+
 def _read(reader: ReportReader, file_name: str) -> bytes | None | view.ReportStoreError:
     try:
         return reader.read(file_name)
@@ -93,6 +117,7 @@ def _read(reader: ReportReader, file_name: str) -> bytes | None | view.ReportSto
 def create_app() -> FastAPI:
     app = FastAPI(title=NAME, docs_url=None, redoc_url=None, openapi_url=None)
     authenticated = [Depends(require_airflow_user)]
+    app.add_exception_handler(HTTPException, login_for_pages)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -142,7 +167,7 @@ external_view = {
     "name": NAME,
     "href": URL_PREFIX.removeprefix("/") + "/",
     "destination": "nav",
-    "url_route": "scones-monitoring",
+    "url_route": UI_ROUTE,
     "category": "browse",
 }
 

@@ -39,6 +39,8 @@ def _airflow_home() -> str:
 os.environ.setdefault("AIRFLOW_HOME", _airflow_home())
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The project's plugins register the DAGs' timetable (plugins/scones_timetables_plugin.py), as in `make airflow`.
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
 
 from localcloud import launcher  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402

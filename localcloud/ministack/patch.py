@@ -207,6 +207,16 @@ def revert(site_packages: Path, hunks: list[Hunk] | None = None) -> list[Path]:
     return _write(*_plan(site_packages, load_hunks() if hunks is None else hunks, reverse=True))
 
 
+def running_ministack_pid() -> int | None:
+    """The pid of the local cloud's MiniStack (LOCALCLOUD_HOME's pid file) if one is running, else None."""
+    from localcloud import launcher
+    from localcloud.config import LocalCloudConfig
+
+    cfg = LocalCloudConfig.from_env()
+    ministack = next(service for service in launcher.services(cfg) if service.name == "ministack")
+    return launcher.read_pid(ministack.pid_file(cfg))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcloud.ministack.patch", description=__doc__.split("\n")[0])
     parser.add_argument("--site-packages", type=Path, help="directory holding ministack/ (default: this Python's)")
@@ -227,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     verb = "reverted" if args.revert else "patched"
     if changed:
         print(f"{PACKAGE} {verb}: " + ", ".join(str(file.relative_to(site)) for file in changed))
-        print("restart a running MiniStack to load the change (make down up)")
+        running = running_ministack_pid()
+        if running is not None:  # said only when it is true: a fresh install has nothing to restart
+            print(f"MiniStack (pid {running}) still runs the old code: restart it to load the change (make down up)")
     else:
         print(f"{PACKAGE}: nothing to do, already {verb} ({site})")
     return 0

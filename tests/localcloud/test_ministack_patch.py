@@ -120,13 +120,16 @@ def test_a_file_that_changed_under_the_patch_fails_loudly_and_nothing_is_written
     assert (pinned_copy / "ministack/core/lambda_runtime.py").read_bytes() == worker_before
 
 
-def test_the_command_line_applies_checks_and_reports(pinned_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_applies_checks_and_reports(
+    pinned_copy: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCLOUD_HOME", str(tmp_path / "no-cloud"))  # no MiniStack runs there
     site = ["--site-packages", str(pinned_copy)]
     assert patch.main([*site, "--check"]) == 1
     assert patch.main(site) == 0
-    assert "ministack patched: ministack/core/lambda_runtime.py, ministack/services/lambda_svc.py" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "ministack patched: ministack/core/lambda_runtime.py, ministack/services/lambda_svc.py" in out
+    assert "restart" not in out  # nothing runs, so there is nothing to restart
     assert patch.main(site) == 0
     assert "nothing to do, already patched" in capsys.readouterr().out
     assert patch.main([*site, "--check"]) == 0
@@ -266,3 +269,18 @@ def test_the_worker_stays_warm_after_a_handler_exception(local_cloud: Any) -> No
     # The same process and its module state serve the next event, as AWS reuses the execution environment
     # after a handler exception (unpatched MiniStack starts a new worker: the count would be 1 again).
     assert invoke(lambda_client, function, {}) == (None, 3)
+
+
+def test_a_running_ministack_is_told_to_restart(
+    pinned_copy: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from localcloud.config import LocalCloudConfig
+
+    monkeypatch.setenv("LOCALCLOUD_HOME", str(tmp_path / "cloud"))
+    cfg = LocalCloudConfig.from_env()
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "ministack.pid").write_text(str(os.getpid()))  # a live process stands in for MiniStack
+    assert patch.main(["--site-packages", str(pinned_copy)]) == 0
+    assert f"MiniStack (pid {os.getpid()}) still runs the old code" in capsys.readouterr().out

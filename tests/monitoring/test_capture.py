@@ -16,13 +16,15 @@ from include.scones.monitoring.capture import (
     MalformedRecord,
     SkipLog,
     Window,
+    display_time,
+    duration_text,
     hour_prefixes,
     iter_records,
     key_hour,
     keys_in_window,
     parse_record,
 )
-from include.scones.monitoring.synthetic import TINY_PNG, capture_line
+from include.scones.monitoring.synthetic import TINY_PNG, capture_line, tiny_png
 from localcloud.sagemaker.runners.capture import build_record
 
 WHEN = datetime(2026, 11, 21, 17, 25, 49, tzinfo=UTC)
@@ -203,7 +205,71 @@ def test_window_is_half_open_utc() -> None:
     assert window.start == datetime(2026, 11, 21, 17, 25, tzinfo=UTC) and window.start.tzinfo is UTC
     assert window.start in window and window.end not in window
     assert [h.hour for h in window.hours()] == [17, 18, 19]
-    assert window.to_dict() == {"start": "2026-11-21T17:25:00Z", "end": "2026-11-21T19:25:49Z"}
+    assert window.to_dict() == {"start": "2026-11-21T17:25:00Z", "end": "2026-11-21T19:25:49Z", "seconds": 7249.0}
+
+
+def test_window_dict_keeps_fractions_of_a_second() -> None:
+    # The next report starts at this end exactly; a truncated end would count a fraction of a second twice.
+    window = Window(WHEN, WHEN + timedelta(seconds=21, microseconds=123456))
+    assert window.to_dict() == {
+        "start": "2026-11-21T17:25:49Z",
+        "end": "2026-11-21T17:26:10.123456Z",
+        "seconds": 21.123456,
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (21, "21 seconds"),
+        (1, "1 second"),
+        (60, "1 minute"),
+        (90, "1 minute 30 seconds"),
+        (45 * 60, "45 minutes"),
+        (3600, "1 hour"),
+        (3 * 3600 + 20 * 60 + 7, "3 hours 20 minutes"),  # only the two largest units
+        (49 * 3600, "2 days 1 hour"),
+        (2 * 86400 + 5 * 60, "2 days"),  # a zero next unit is left out, and what is below it
+        (86400, "1 day"),
+        (21.4, "21 seconds"),
+        (3599.9999, "1 hour"),  # rounded to the second before splitting
+        (0.3, "less than 1 second"),
+    ],
+)
+def test_duration_text_reads_naturally(seconds: float, text: str) -> None:
+    assert duration_text(seconds) == text
+
+
+def test_duration_text_rejects_a_negative_duration() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        duration_text(-1)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 11, 20, 11, 0, 0, 999999, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 11, 20, 10, 0, 0, 5),  # naive: UTC
+        "2026-11-20T10:00:00.123456Z",
+        "2026-11-20T10:00:00.123456+00:00",
+        "2026-11-20T05:00:00-05:00",
+    ],
+)
+def test_display_time_is_utc_to_the_second(when: datetime | str) -> None:
+    assert display_time(when) == "2026-11-20 10:00:00 UTC"
+
+
+def test_input_digest_is_of_the_decoded_image() -> None:
+    same = [parse_record(capture_line(WHEN + timedelta(seconds=i), [0.5, 0.5], event_id=f"e{i}"), 2) for i in (1, 2)]
+    other = parse_record(capture_line(WHEN, [0.5, 0.5], image=tiny_png(rgb=(1, 2, 3))), 2)
+    no_image = parse_record(capture_line(WHEN, [0.5, 0.5], image=None), 2)
+
+    assert same[0].input_digest() == same[1].input_digest() is not None
+    assert len(same[0].input_digest() or b"") == 32
+    assert other.input_digest() != same[0].input_digest()
+    assert no_image.input_digest() is None
+    assert CaptureRecord(WHEN, (0.5, 0.5), input_base64="not base64!").input_digest() is None
 
 
 def test_window_rejects_naive_and_empty_intervals() -> None:

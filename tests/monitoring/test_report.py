@@ -14,7 +14,7 @@ from typing import IO
 import pytest
 from PIL import Image
 
-from include.scones.monitoring.capture import Window, keys_in_window
+from include.scones.monitoring.capture import CaptureRecord, Window, keys_in_window
 from include.scones.monitoring.charts import NO_TRAFFIC
 from include.scones.monitoring.report import (
     REPORT_FILES,
@@ -89,8 +89,67 @@ def test_the_page_is_self_contained(day_report: Report) -> None:
     chart_uris = re.findall(r'class="chart" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(chart_uris) == 3
     assert page.count('alt="captured input"') == 12
-    assert f'src="data:image/png;base64,{base64.b64encode(TINY_PNG).decode()}"' in page
-    assert '<td class="text">2026-11-21T23:00:00Z</td><td>100</td>' in page  # the per-hour table
+    sample_uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="captured input"', page)
+    assert len(set(sample_uris)) == 12  # each synthetic request carries its own image
+    assert decoded(base64.b64decode(sample_uris[0])).size == (8, 8)
+    assert '<td class="text">2026-11-21 23:00:00 UTC</td><td>100</td>' in page  # the per-hour table
+    assert "<p>Window 2026-11-21 00:00:00 UTC to 2026-11-22 00:00:00 UTC (1 day)." in page
+
+
+def test_a_short_window_is_labelled_by_its_length() -> None:
+    # Reported: a 21-second window read "(1 hours, UTC)", the count of per-hour rows, not the window's length.
+    start = datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
+    window = Window(start, start + timedelta(seconds=21))
+    lines = [capture_line(start + timedelta(seconds=5), [0.6, 0.4])]
+
+    report = build_report([lines], baseline_for(CLASSES), CLASSES, 0.93, window)
+
+    assert "(21 seconds)." in report.html and "hours" not in report.html.split("<h2>")[0]
+    assert report.summary["window"]["seconds"] == 21.0
+    assert report.summary["window"]["hours"] == 1  # still the number of per-hour rows, for whoever reads it
+
+
+def test_the_page_shows_times_to_the_second_in_utc() -> None:
+    # Reported: times like 2026-11-20T10:00:00.123456+00:00 on the page.
+    start = datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
+    window = Window(start, start + timedelta(hours=3, minutes=20, microseconds=500))
+    record = CaptureRecord(start + timedelta(minutes=1, microseconds=654321), (0.6, 0.4), event_id="e-1")
+
+    report = build_report([record], baseline_for(CLASSES), CLASSES, 0.93, window)
+
+    page = report.html
+    assert "<p>Window 2026-11-20 10:00:00 UTC to 2026-11-20 13:20:00 UTC (3 hours 20 minutes)." in page
+    assert '<td class="text">2026-11-20 10:00:00 UTC</td><td>1</td>' in page  # the per-hour table
+    assert '<div class="muted">2026-11-20 10:01:00 UTC<br>e-1</div>' in page  # the sample
+    assert not re.search(r"\d\d:\d\d:\d\d[.,]\d|\d\d:\d\d:\d\dZ|[+-]00:00", page)
+    # summary.json keeps the exact ends: the next report's window starts at this end.
+    assert report.summary["window"]["start"] == "2026-11-20T10:00:00.123456Z"
+    assert report.summary["window"]["end"] == "2026-11-20T13:20:00.123956Z"
+
+
+def test_an_image_sent_again_is_one_sample() -> None:
+    # Reported: the same image twice among the low-confidence samples.
+    resent = [capture_line(START + timedelta(minutes=m), [0.6, 0.4], event_id=f"same-{m}") for m in range(4)]
+    others = [capture_line(START, [0.7, 0.3], image=tiny_png(rgb=(m, 0, 0)), event_id=f"other-{m}") for m in range(2)]
+
+    report = build_report([resent + others], baseline_for(CLASSES), CLASSES, 0.93, DAY)
+
+    page = report.html
+    payloads = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="captured input"', page)
+    assert len(payloads) == len(set(payloads)) == 3
+    assert payloads.count(base64.b64encode(TINY_PNG).decode()) == 1
+    assert "<h2>Low-confidence samples (3 of 3)</h2>" in page
+    assert report.summary["totals"]["below_threshold"] == 6  # the numbers still count every prediction
+    assert [s.event_id for s in report.samples] == ["same-0", "other-0", "other-1"]
+
+
+def test_the_sample_count_is_of_distinct_images() -> None:
+    resent = [capture_line(START + timedelta(minutes=m), [0.6, 0.4]) for m in range(10)]
+    others = [capture_line(START, [0.6, 0.4], image=tiny_png(rgb=(m, 1, 2))) for m in range(5)]
+
+    report = build_report([resent + others], baseline_for(CLASSES), CLASSES, 0.93, DAY, max_samples=4)
+
+    assert "<h2>Low-confidence samples (4 of 6)</h2>" in report.html
 
 
 def test_a_file_per_hour_read_streaming_gives_the_same_report(tmp_path: Path) -> None:

@@ -74,7 +74,12 @@ def test_counts_shares_and_means_by_hand() -> None:
     assert (twelve["mean_confidence"], twelve["below_threshold_share"]) == (0.9, 0.0)
     assert summary["drift"] == {"confidence_psi": 0.0, "class_mix_psi": 0.0, "epsilon": EPSILON}
     assert summary["alerts"] == []
-    assert summary["window"] == {"start": "2026-11-21T10:00:00Z", "end": "2026-11-21T13:00:00Z", "hours": 3}
+    assert summary["window"] == {
+        "start": "2026-11-21T10:00:00Z",
+        "end": "2026-11-21T13:00:00Z",
+        "seconds": 10800.0,
+        "hours": 3,  # the per-hour rows, not the length: a 21-second window has one
+    }
     json.dumps(summary, allow_nan=False)
 
 
@@ -179,6 +184,43 @@ def test_reservoir_reaches_past_the_first_items_and_is_seeded() -> None:
     empty = Reservoir(0)
     empty.offer(at(0, 0.5, 0.5))
     assert (empty.items, empty.offered) == ([], 1)
+
+
+def test_reservoir_ignores_an_item_offered_again_under_the_same_key() -> None:
+    reservoir = Reservoir(3)
+    offers = [(at(0, 0.5, 0.5), b"a"), (at(1, 0.5, 0.5), b"a"), (at(2, 0.5, 0.5), None), (at(3, 0.5, 0.5), None)]
+
+    accepted = [reservoir.offer(item, key) for item, key in offers]
+
+    assert accepted == [True, False, True, True]  # no key: nothing to compare, so distinct
+    assert [r.event_id for r in reservoir.items] == ["e0", "e2", "e3"] and reservoir.offered == 3
+    full = Reservoir(1)
+    assert [full.offer(at(i, 0.5, 0.5), key) for i, key in enumerate([b"a", b"b", b"a", b"b"])] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert full.offered == 2
+
+
+def test_low_confidence_samples_are_distinct_images() -> None:
+    # The same image resent (or delivered twice by capture) five times, and two other images.
+    images = ["c2FtZQ=="] * 5 + ["b25l", "dHdv"]
+    records = [
+        CaptureRecord(T10 + timedelta(minutes=i), (0.6, 0.4), event_id=f"e{i}", input_base64=image)
+        for i, image in enumerate(images)
+    ]
+
+    stats = stats_of(records, threshold=0.9, max_samples=12)
+
+    samples = stats.samples()
+    assert len(samples) == 3 and len({s.input_bytes() for s in samples}) == 3
+    assert [s.event_id for s in samples] == ["e0", "e5", "e6"]  # the first of the repeats is kept
+    summary = stats.summary(BASELINE, Limits(min_records=1), SkipLog.empty())
+    assert summary["totals"]["low_confidence_offered"] == 3
+    assert summary["totals"]["below_threshold"] == 7  # every record is still counted in the numbers
+    assert len(summary["low_confidence_samples"]) == 3
 
 
 def test_baseline_from_a_real_evaluation_record() -> None:

@@ -38,14 +38,14 @@ def test_airflow_plugins_lists_it() -> None:
     plugin = plugins["scones_monitoring"]
     assert plugin["source"] == "$PLUGINS_FOLDER/scones_monitoring_plugin.py"
     assert plugin["fastapi_apps"] == [
-        {"app": "fastapi.applications.FastAPI", "url_prefix": "/scones-monitoring", "name": "Scones monitoring"}
+        {"app": "fastapi.applications.FastAPI", "url_prefix": "/monitoring", "name": "Scones monitoring"}
     ]
     assert plugin["external_views"] == [
         {
             "name": "Scones monitoring",
-            "href": "scones-monitoring/",
+            "href": "monitoring/",
             "destination": "nav",
-            "url_route": "scones-monitoring",
+            "url_route": "scones",
             "category": "browse",
         }
     ]
@@ -60,15 +60,19 @@ from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
 results = {}
 with TestClient(create_app("core")) as client:
-    results["health"] = client.get("/scones-monitoring/health").status_code
-    results["anonymous"] = client.get("/scones-monitoring/").status_code
+    results["health"] = client.get("/monitoring/health").status_code
+    anonymous = client.get("/monitoring/", follow_redirects=False)
+    results["anonymous"] = [anonymous.status_code, anonymous.headers.get("location")]
+    results["anonymous_json"] = client.get("/monitoring/summary.json").status_code
+    login = client.get(anonymous.headers["location"], follow_redirects=False)
+    results["login"] = [login.status_code, login.headers.get("location")]
     token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
-    report = client.get("/scones-monitoring/", headers={"Authorization": f"Bearer {token}"})
+    report = client.get("/monitoring/", headers={"Authorization": f"Bearer {token}"})
     results["bearer"] = [report.status_code, report.text]
     client.cookies.set("_token", token)  # what the UI's frame sends
-    chart = client.get("/scones-monitoring/charts/class_mix.png")
+    chart = client.get("/monitoring/charts/class_mix.png")
     results["cookie"] = [chart.status_code, chart.json()]
-    results["bad_chart"] = client.get("/scones-monitoring/charts/secret.png").status_code
+    results["bad_chart"] = client.get("/monitoring/charts/secret.png").status_code
 print("RESULTS " + json.dumps(results))
 """
 
@@ -105,7 +109,12 @@ def test_mounted_in_the_api_server_behind_airflow_login(airflow_db: None) -> Non
     assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(lines[-1].removeprefix("RESULTS "))
     assert results["health"] == 200
-    assert results["anonymous"] == 401
+    # A browser without a login is sent to Airflow's login, which is asked to come back to the page
+    status, location = results["anonymous"]
+    assert status == 303 and location == "/api/v2/auth/login?next=http%3A%2F%2Ftestserver%2Fmonitoring%2F"
+    status, location = results["login"]
+    assert status == 307 and location == "/auth/login?next=http%3A%2F%2Ftestserver%2Fmonitoring%2F", location
+    assert results["anonymous_json"] == 401  # what an API client is told
     status, page = results["bearer"]
     assert status == 502, page
     assert "Could not read s3://scones-plugin-test/monitoring/latest/report.html" in page

@@ -155,21 +155,24 @@ def test_every_route_but_health_requires_the_airflow_user(plugin: ModuleType, re
     app.dependency_overrides[plugin.require_airflow_user] = refuse
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
-        for path in ("/", "/summary.json", "/charts/class_mix.png"):
+        for path in ("/summary.json", "/charts/class_mix.png"):
             assert client.get(path).status_code == 401, path
+        # The page a person opens sends them to Airflow's login, which is asked to bring them back
+        page = client.get("/", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/api/v2/auth/login?next=http%3A%2F%2Ftestserver%2F"
+        assert client.post("/").status_code == 405
     assert reader.reads == []
 
 
 def test_registration(plugin: ModuleType) -> None:
     registered = plugin.SconesMonitoringPlugin
     assert registered.name == "scones_monitoring"
-    assert registered.fastapi_apps == [
-        {"app": plugin.app, "url_prefix": "/scones-monitoring", "name": "Scones monitoring"}
-    ]
+    assert registered.fastapi_apps == [{"app": plugin.app, "url_prefix": "/monitoring", "name": "Scones monitoring"}]
     [external] = registered.external_views
-    assert external["destination"] == "nav" and external["url_route"] == "scones-monitoring"
+    assert external["destination"] == "nav" and external["url_route"] == "scones"
     # Relative to the UI's base URL, so the frame also works when Airflow is served under a path.
-    assert external["href"] == "scones-monitoring/"
+    assert external["href"] == "monitoring/"
 
 
 def test_import_is_light() -> None:

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from include.scones.cifar_labels import FINE_LABEL_NAMES
 from include.scones.params import (
     HYPERPARAMETERS,
     PARAM_SCHEMAS,
     InvalidParams,
     TrainingParams,
+    allowed_range,
     defaults,
+    rules,
     validate,
 )
 
@@ -64,7 +67,8 @@ def test_overrides_and_unknown_keys() -> None:
         ("epochs", True, "True is not a integer"),
         ("learning_rate", False, "False is not a number"),
         ("classes", ["bicycle"], "['bicycle'] is too short"),
-        ("classes", ["bicycle", "unicorn"], "'unicorn' is not one of"),
+        ("classes", ["bicycle", "unicorn"], "'unicorn' is not a CIFAR-100 fine label"),
+        ("classes", ["bicycle", 7], "7 is not of type 'string'"),
         ("classes", ["bicycle", "bicycle"], "['bicycle', 'bicycle'] has non-unique elements"),
         ("training_instance_type", "ml.p3.2xlarge", "'ml.p3.2xlarge' is not one of"),
         ("inference_instance_type", "ml.g4dn.xlarge", "'ml.g4dn.xlarge' is not one of"),
@@ -134,3 +138,63 @@ def test_hyperparameter_defaults_match_train_py() -> None:
         assert default == schema["default"], name
         assert kind == {"integer": "int", "number": "float"}[schema["type"]], name
     assert train_defaults["epochs"] == ("int", 120)  # the parser really read the file
+
+
+def test_a_wrong_class_name_is_named_alone() -> None:
+    with pytest.raises(InvalidParams) as raised:
+        validate({"classes": ["bicycle", "unicorn", "motorcycle", "dragon"]})
+    message = str(raised.value)
+    assert message == "invalid DAG Params: classes: 'unicorn', 'dragon' are not CIFAR-100 fine labels"
+    assert "apple" not in message  # none of the 100 valid names is listed
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_SCHEMAS))
+def test_every_param_has_a_title_and_a_description(name: str) -> None:
+    schema = PARAM_SCHEMAS[name]
+    assert schema["title"].strip() and schema["title"] != name
+    assert len(schema["description"]) > 20
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in PARAM_SCHEMAS.items() if s["type"] in ("integer", "number")))
+def test_numeric_bounds_are_enforced_shown_and_out_of_the_forms_clamping_reach(name: str) -> None:
+    schema = PARAM_SCHEMAS[name]
+    # The trigger form clamps to top-level minimum/maximum silently; the bounds must live elsewhere.
+    assert not {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & set(schema)
+    (bounds,) = schema["allOf"]
+    assert f"Allowed: {allowed_range(bounds)}" in schema["description"]
+    high = bounds["maximum"]
+    with pytest.raises(InvalidParams, match=f"{name}: .* is greater than the maximum of"):
+        validate({name: high * 2 + 1})
+
+
+def test_the_api_side_schema_refuses_what_validate_refuses() -> None:
+    """The trigger is validated by Airflow with jsonschema over the whole Param schema (presentation keys are
+    ignored by jsonschema), so the same bounds refuse the run before it exists."""
+    import jsonschema
+
+    full = PARAM_SCHEMAS["learning_rate"]
+    with pytest.raises(jsonschema.ValidationError, match="5 is greater than the maximum of 1"):
+        jsonschema.validate(5, full)
+    jsonschema.validate(0.5, full)
+    assert rules("learning_rate") == {"type": "number", "allOf": [{"exclusiveMinimum": 0, "maximum": 1}]}
+
+
+def test_classes_are_offered_as_the_cifar_names() -> None:
+    schema = PARAM_SCHEMAS["classes"]
+    assert schema["examples"] == list(FINE_LABEL_NAMES) and len(schema["examples"]) == 100
+    assert "enum" not in schema["items"]  # an enum makes the API's error list all 100 names
+
+
+@pytest.mark.parametrize(
+    ("bounds", "text"),
+    [
+        ({"minimum": 1, "maximum": 300}, "1 to 300"),
+        ({"exclusiveMinimum": 0, "maximum": 1}, "more than 0, up to 1"),
+        ({"minimum": 0, "maximum": 0.1}, "0 to 0.1"),
+        ({"minimum": 0, "maximum": 2**31 - 1}, "0 to 2,147,483,647"),
+        ({"minimum": 5}, "at least 5"),
+        ({"maximum": 5}, "at most 5"),
+    ],
+)
+def test_allowed_range_reads_naturally(bounds: dict, text: str) -> None:
+    assert allowed_range(bounds) == text

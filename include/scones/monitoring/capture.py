@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -47,6 +48,37 @@ _HOUR_IN_KEY = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+\.jsonl$
 def utc_text(when: datetime) -> str:
     """`2026-11-21T17:25:49Z`, the capture format (fractions of a second kept when present)."""
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def display_time(when: datetime | str) -> str:
+    """`2026-11-21 17:25:49 UTC`, for people: seconds precision (the fraction is dropped, not rounded, so a time
+    never shows later than it was). Takes a datetime or the ISO text of summary.json; a naive one is UTC."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+_DURATION_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def duration_text(seconds: float) -> str:
+    """`21 seconds`, `1 minute`, `3 hours 20 minutes`, `2 days 1 hour`: the largest unit and, when not zero, the
+    next one down; smaller units are dropped. Rounded to the second first, because a window's ends carry
+    microseconds and 3599.9999 seconds should read `1 hour`."""
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {seconds} seconds")
+    remaining = round(seconds)
+    if remaining == 0:
+        return "less than 1 second"
+    counts = []
+    for name, size in _DURATION_UNITS:
+        count, remaining = divmod(remaining, size)
+        counts.append((count, name))
+    first = next(i for i, (count, _) in enumerate(counts) if count)
+    shown = [(count, name) for count, name in counts[first : first + 2] if count]
+    return " ".join(f"{count} {name}{'' if count == 1 else 's'}" for count, name in shown)
 
 
 def floor_hour(when: datetime) -> datetime:
@@ -94,8 +126,14 @@ class Window:
             hour += HOUR
         return hours
 
-    def to_dict(self) -> dict[str, str]:
-        return {"start": utc_text(self.start), "end": utc_text(self.end)}
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, str | float]:
+        # `start`/`end` keep their fractions of a second: the next report's window starts at this `end` exactly
+        # (workflow_steps._last_report_end), so a truncated end would count the records of that fraction twice.
+        return {"start": utc_text(self.start), "end": utc_text(self.end), "seconds": self.duration.total_seconds()}
 
 
 # --- key layout -------------------------------------------------------------------------------------------
@@ -176,6 +214,11 @@ class CaptureRecord:
             return base64.b64decode(self.input_base64, validate=True)
         except (binascii.Error, ValueError):
             return None
+
+    def input_digest(self) -> bytes | None:
+        """SHA-256 of the decoded input: the same image gives the same digest, however often it was sent."""
+        payload = self.input_bytes()
+        return None if payload is None else hashlib.sha256(payload).digest()
 
 
 def _output_value(output: Any) -> Any:

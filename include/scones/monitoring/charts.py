@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from include.scones.monitoring.capture import display_time
+
 CHART_NAMES = ("confidence_over_time", "confidence_histogram", "class_mix")
 NO_TRAFFIC = "no traffic in window"
 BASELINE_COLOR, WINDOW_COLOR, THRESHOLD_COLOR = "#8c8c8c", "#1f77b4", "#d62728"
@@ -77,7 +79,8 @@ def confidence_over_time_png(summary: Mapping[str, Any]) -> bytes:
         locator = AutoDateLocator()
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    title = f"Confidence per hour (UTC), {summary['window']['start']} to {summary['window']['end']}"
+    window = summary["window"]
+    title = f"Confidence per hour, {display_time(window['start'])} to {display_time(window['end'])}"
     axes.set_title(_plain(title))
     axes.legend(loc="lower left", fontsize=8)
     empty = not summary["totals"]["records"]

@@ -9,7 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from include.scones.monitoring.capture import CaptureRecord, utc_text
+from include.scones.monitoring.capture import CaptureRecord, display_time, duration_text
 
 CHART_TITLES = {
     "confidence_over_time": "Confidence over time",
@@ -123,10 +123,10 @@ def _numbers(summary: Mapping[str, Any]) -> str:
 
 def _hours(summary: Mapping[str, Any]) -> str:
     classes = summary["classes"]
-    header = ["hour (UTC)", "records", "mean confidence", "below threshold", *classes]
+    header = ["hour", "records", "mean confidence", "below threshold", *classes]
     rows = [
         [
-            row["hour"],
+            display_time(row["hour"]),
             row["records"],
             _number(row["mean_confidence"]),
             _percent(row["below_threshold_share"]),
@@ -150,7 +150,7 @@ def _sample(record: CaptureRecord, classes: Sequence[str]) -> str:
     return (
         f'<div class="sample">{picture}<div><strong>{esc(classes[record.predicted])}</strong> '
         f"{record.confidence:.4f}</div><ul>{probabilities}</ul>"
-        f'<div class="muted">{esc(utc_text(record.inference_time))}<br>{esc(record.event_id or "")}</div></div>'
+        f'<div class="muted">{esc(display_time(record.inference_time))}<br>{esc(record.event_id or "")}</div></div>'
     )
 
 
@@ -166,10 +166,16 @@ def render_html(
     )
     shown = samples[:max_samples]
     if shown:
-        sample_html = '<div class="samples">' + "".join(_sample(r, summary["classes"]) for r in shown) + "</div>"
+        sample_html = (
+            '<p class="muted">A random sample of the distinct images predicted below the threshold (an image sent '
+            'more than once is shown once).</p><div class="samples">'
+            + "".join(_sample(r, summary["classes"]) for r in shown)
+            + "</div>"
+        )
     else:
         sample_html = '<p class="muted">No low-confidence predictions in this window.</p>'
     offered = summary["totals"]["low_confidence_offered"]
+    span = f"{display_time(window['start'])} to {display_time(window['end'])} ({duration_text(window['seconds'])})"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -180,7 +186,7 @@ def render_html(
 </head>
 <body>
 <h1>{esc(title)}</h1>
-<p>Window {esc(window["start"])} to {esc(window["end"])} ({esc(window["hours"])} hours, UTC).
+<p>Window {esc(span)}.
 Classes: {esc(", ".join(summary["classes"]))}.</p>
 {_alerts(summary)}
 <h2>Summary</h2>

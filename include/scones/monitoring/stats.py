@@ -2,8 +2,9 @@
 
 Numbers kept per UTC hour and overall: record count, mean confidence (the top probability), share below the
 confidence threshold (`confidence < threshold`, the complement of what evaluation.py counts as passing), the
-confidence histogram on the baseline's own bin edges, and the predicted class counts. Only these counters and a
-bounded reservoir of low-confidence records are held, so memory does not grow with traffic.
+confidence histogram on the baseline's own bin edges, and the predicted class counts. Only these counters, a
+bounded reservoir of low-confidence records and a 32-byte digest per distinct low-confidence image are held, so
+memory grows with distinct low-confidence images at most (about 100 bytes each), not with traffic.
 
 Drift is the population stability index (PSI) of the window's shares `a` against the baseline's shares `e`:
 
@@ -146,15 +147,25 @@ class Tally:
 
 
 class Reservoir:
-    """A uniform random sample of at most `capacity` offered items (Vitter's algorithm R), seeded."""
+    """A uniform random sample of at most `capacity` distinct offered items (Vitter's algorithm R), seeded.
+
+    An item offered with a `key` already seen (the digest of the same image) is ignored: clients resend an image
+    and capture may deliver a record twice, and the page should not show one image twice. `offered` counts the
+    distinct items, so "n of offered" stays true. An item without a key counts as distinct."""
 
     def __init__(self, capacity: int, seed: int = 0) -> None:
         self.capacity = capacity
         self.items: list[CaptureRecord] = []
         self.offered = 0
         self._rng = random.Random(seed)
+        self._seen: set[bytes] = set()
 
-    def offer(self, item: CaptureRecord) -> None:
+    def offer(self, item: CaptureRecord, key: bytes | None = None) -> bool:
+        """Offer one item; False when its key was seen before (the item is then not counted)."""
+        if key is not None:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
         self.offered += 1
         if len(self.items) < self.capacity:
             self.items.append(item)
@@ -162,6 +173,7 @@ class Reservoir:
             slot = self._rng.randrange(self.offered)
             if slot < self.capacity:
                 self.items[slot] = item
+        return True
 
 
 class WindowStats:
@@ -200,7 +212,7 @@ class WindowStats:
         self.overall.add(confidence, predicted, bin_, below)
         self.hours[floor_hour(record.inference_time)].add(confidence, predicted, bin_, below)
         if below:
-            self.low_confidence.offer(record)
+            self.low_confidence.offer(record, record.input_digest())
         return True
 
     def samples(self) -> list[CaptureRecord]:
@@ -222,7 +234,7 @@ class WindowStats:
         totals = overall.row(self.classes) | {
             "class_mix": None if class_shares is None else dict(zip(self.classes, class_shares, strict=True)),
             "confidence_shares": confidence_shares,
-            "low_confidence_offered": self.low_confidence.offered,
+            "low_confidence_offered": self.low_confidence.offered,  # distinct inputs, a repeated image once
         }
         summary: dict[str, Any] = {
             "endpoint_name": endpoint_name,

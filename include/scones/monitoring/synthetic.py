@@ -1,6 +1,7 @@
 """Synthetic data-capture traffic for tests and the scale benchmark: seeded, spread evenly over a span of hours,
 with a chosen share of low-confidence predictions and a chosen predicted class mix. Lines have the shape of
-contracts doc section 5 (InputAndOutput, PNG input as BASE64, JSON output); the input is a tiny valid PNG."""
+contracts doc section 5 (InputAndOutput, PNG input as BASE64, JSON output); the input is a tiny valid PNG, of
+its own colour per event."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def tiny_png(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200, 
 
 
 TINY_PNG = tiny_png()
+
+
+def event_colour(index: int) -> tuple[int, int, int]:
+    """A colour per event, different for the first 2**24 events (an odd multiplier permutes the residues mod
+    2**24) and far apart for neighbours, so each synthetic request carries an image of its own, as real ones do."""
+    value = (index * 0x9E3779B1) % (1 << 24)
+    return value >> 16, (value >> 8) & 0xFF, value & 0xFF
 
 
 def capture_line(
@@ -112,8 +120,9 @@ class Traffic:
 
     def timed_lines(self) -> Iterator[tuple[datetime, str]]:
         ids = random.Random(self.seed + 1)
-        for when, probabilities in self.events():
-            yield when, capture_line(when, probabilities, event_id=str(uuid.UUID(int=ids.getrandbits(128))))
+        for index, (when, probabilities) in enumerate(self.events()):
+            event_id = str(uuid.UUID(int=ids.getrandbits(128)))
+            yield when, capture_line(when, probabilities, image=tiny_png(rgb=event_colour(index)), event_id=event_id)
 
     def lines(self) -> Iterator[str]:
         return (line for _, line in self.timed_lines())
