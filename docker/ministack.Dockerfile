@@ -23,5 +23,6 @@ RUN useradd --system --create-home --home-dir /var/lib/ministack ministack \
     && chown -R ministack /var/lib/ministack
 USER ministack
 
-# Configured through the environment (docker-compose.yaml), as localcloud/launcher.py starts it.
-ENTRYPOINT ["python", "-m", "ministack"]
+# Configured through the environment (docker-compose.yaml), as localcloud/launcher.py starts it: MiniStack's own
+# server behind the browser-isolation guard (localcloud/ministack/serve.py, found in the working directory).
+ENTRYPOINT ["python", "-m", "localcloud.ministack.serve"]

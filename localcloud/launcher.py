@@ -53,7 +53,9 @@ def services(cfg: LocalCloudConfig) -> list[Service]:
         port=cfg.ministack_port,
         port_variable="MINISTACK_PORT",
         health_url=f"{cfg.ministack_url}/_ministack/health",
-        command=[str(cfg.ministack_venv / "bin" / "python"), "-m", "ministack"],
+        # MiniStack's own server behind the browser-isolation guard (localcloud/ministack/serve.py); `-m` finds
+        # `localcloud` in the working directory, PROJECT_ROOT, without a PYTHONPATH the Lambdas would inherit.
+        command=[str(cfg.ministack_venv / "bin" / "python"), "-m", "localcloud.ministack.serve"],
         env={
             "GATEWAY_PORT": str(cfg.ministack_port),
             "BIND_HOST": BIND_HOST,

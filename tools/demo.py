@@ -32,8 +32,8 @@ from tools.cifar_mirror import configured_or_fixture_source  # noqa: E402
 EXPECTED_WARNINGS = (
     "expected warnings above, if any: Airflow's \"Skipping masking for a secret as it's too short\" (once per "
     "`airflow dags test`) is about the local cloud's dummy credentials test/test, which are no secret; on a "
-    "re-run, the provider's \"cannot create already existing endpoint ..., updating it\" and \"Provided tags "
-    "will be ignored\" are the blue/green update of the live endpoint, which keeps its tags"
+    're-run, the provider\'s "cannot create already existing endpoint ..., updating it" and "Provided tags '
+    'will be ignored" are the blue/green update of the live endpoint, which keeps its tags'
 )
 BURST_EXECUTIONS = 40
 BURST_RATE_PER_S = 10.0

@@ -2,7 +2,9 @@
 
 The archive holds three pickles (`meta`, `train`, `test`) written by Python 2. Unpickling runs code named
 inside the file, so a tampered archive could run anything. `RestrictedUnpickler` only resolves the numpy
-globals that rebuild a `uint8` array; every other global (``os.system``, ``builtins.eval``, any class) is refused.
+globals that rebuild a `uint8` array, plus ``_codecs.encode`` limited to the call Python 3 writes for `bytes`
+under protocol 2; every other global (``os.system``, ``builtins.eval``, any class) is refused. Archives pickled
+with protocols 2 to 5, by Python 2 or 3, load.
 """
 
 from __future__ import annotations
@@ -23,18 +25,40 @@ SPLITS = ("train", "test")
 IMAGE_SHAPE = (3, 32, 32)  # rows of `data` are 3072 bytes: the red plane, then green, then blue
 
 
-# Exactly the globals a pickled numpy array needs. numpy 2 moved `numpy.core` to `numpy._core`; files written by
-# either major version must load, so both spellings map to the same function.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(1))[0],
-    ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(1))[0],
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asked for a global outside the allow-list: it is not a CIFAR data file."""
+
+
+def _latin1_bytes(*args: Any) -> bytes:
+    """`_codecs.encode` as Python 3 pickles `bytes` under protocol 2: `encode(str(data, 'latin1'), 'latin1')`.
+
+    Only that call is accepted: another codec (`rot13`, `zlib_codec`, ...) or other arguments are no CIFAR data,
+    and refusing them keeps the allowed global from being anything more than a bytes literal."""
+    if len(args) == 2 and isinstance(args[0], str) and args[1] == "latin1":
+        return bytes(args[0], "latin1")
+    codec = f" and codec {args[1]!r}" if len(args) == 2 and isinstance(args[1], str) else ""
+    raise UnsafePickleError(
+        f"refusing to unpickle '_codecs.encode' with {len(args)} arguments{codec}: "
+        "CIFAR files only use it as encode(str, 'latin1')"
+    )
+
+
+_reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+_frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+
+# Exactly the globals a pickled numpy array needs: `_reconstruct` (protocols 2 to 4) or, under protocol 5, the
+# `_frombuffer` numpy writes for contiguous arrays (frombuffer + reshape: no object arrays, no code), `ndarray` and
+# `dtype`; plus `_codecs.encode`, Python 3's protocol-2 spelling of a bytes literal. numpy 2 moved `numpy.core` to
+# `numpy._core`; files written by either major version must load, so both spellings map to the same function.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+}
 
 
 class CifarFormatError(ValueError):

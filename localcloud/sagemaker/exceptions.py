@@ -52,6 +52,14 @@ class SerializationException(SageMakerError):
     status = 400
 
 
+class RequestEntityTooLarge(SageMakerError):
+    """A control-plane body over the local cap. AWS's exact code for this is not in the contracts doc (its front
+    end answers before SageMaker sees the request), so this is the HTTP 413 reason phrase in a JSON 1.1 body."""
+
+    code = "RequestEntityTooLarge"
+    status = 413
+
+
 class InternalFailure(SageMakerError):
     code = "InternalFailure"
     status = 500

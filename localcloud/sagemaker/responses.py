@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import Request
+
 from localcloud.sagemaker import validation
 from localcloud.sagemaker.exceptions import (
     PayloadTooLarge,
+    RequestEntityTooLarge,
     RuntimeValidationError,
     SageMakerError,
     SerializationException,
@@ -25,6 +29,11 @@ log = logging.getLogger(__name__)
 
 JSON_11 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
+# JSON 1.1 control-plane requests are small: the largest member in the whole model (PipelineDefinition) is
+# 1 MiB, and no operation the local SageMaker implements comes near that (CreateTrainingJob at its limits is
+# about 0.5 MB). AWS documents no overall cap for these requests; 2 MiB bounds the memory one request can take.
+MAX_CONTROL_PLANE_BODY_BYTES = 2 * 1024 * 1024
+NOT_JSON = "The request body is not valid JSON."
 
 
 @dataclass
@@ -36,6 +45,46 @@ class Reply:
 
 def _request_id() -> str:
     return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class OversizedBody:
+    """What read_body returns instead of a body over its limit; `declared` is the Content-Length, when it said so."""
+
+    declared: int | None
+    limit: int
+
+    def size(self) -> str:
+        return str(self.declared) if self.declared is not None else f"more than {self.limit}"
+
+
+async def read_body(request: Request, limit: int) -> bytes | OversizedBody:
+    """The request body, never holding more than `limit` bytes (plus one network chunk) in memory: a declared
+    Content-Length over the limit is refused before any byte is read, and the bytes are counted as they arrive,
+    for a body sent without a Content-Length (chunked) or with one that lies."""
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        declared = -1
+    if declared > limit:
+        return OversizedBody(declared, limit)
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            return OversizedBody(None, limit)
+    return bytes(received)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 parses as inf
+        raise ValueError(f"{text} is not a finite number")
+    return number
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")  # json.loads accepts NaN and Infinity unless told not to
 
 
 def control_plane_error(error: SageMakerError) -> Reply:
@@ -51,11 +100,17 @@ def runtime_error(error: SageMakerError) -> Reply:
 
 
 class ControlPlane:
+    max_body_bytes = MAX_CONTROL_PLANE_BODY_BYTES
+
     def __init__(self, backend: SageMakerBackend) -> None:
         self.backend = backend
 
-    def handle(self, target: str | None, raw_body: bytes) -> Reply:
+    def handle(self, target: str | None, raw_body: bytes | OversizedBody) -> Reply:
         try:
+            if isinstance(raw_body, OversizedBody):
+                raise RequestEntityTooLarge(
+                    f"Request body of {raw_body.size()} bytes exceeds the maximum of {raw_body.limit} bytes."
+                )
             operation = self._operation(target)
             params = self._params(raw_body)
             validation.validate_input(validation.operation_model(operation), params)
@@ -70,7 +125,8 @@ class ControlPlane:
     @staticmethod
     def _operation(target: str | None) -> str:
         if not target or not target.startswith(TARGET_PREFIX):
-            raise UnknownOperationException(f"Missing or unknown X-Amz-Target header: {target!r}")
+            shown = None if target is None else validation.shorten(target)
+            raise UnknownOperationException(f"Missing or unknown X-Amz-Target header: {shown!r}")
         return target[len(TARGET_PREFIX) :]
 
     @staticmethod
@@ -78,24 +134,31 @@ class ControlPlane:
         if not raw_body.strip():
             return {}
         try:
-            params = json.loads(raw_body)
+            params = json.loads(raw_body, parse_constant=_no_constants, parse_float=_finite_float)
         except ValueError as exc:
-            raise SerializationException("The request body is not valid JSON.") from exc
+            raise SerializationException(NOT_JSON) from exc
+        except RecursionError as exc:  # the decoder recurses once per level; the validator refuses what parses
+            raise SerializationException(validation.TOO_DEEP) from exc
         if not isinstance(params, dict):
             raise SerializationException("The request body must be a JSON object.")
         return params
 
 
 class Runtime:
+    max_body_bytes = MAX_PAYLOAD_BYTES
+
     def __init__(self, backend: SageMakerBackend) -> None:
         self.backend = backend
 
-    async def invoke(self, endpoint_name: str, body: bytes, headers: dict[str, str]) -> Reply:
+    async def invoke(self, endpoint_name: str, body: bytes | OversizedBody, headers: dict[str, str]) -> Reply:
         try:
-            if len(body) > MAX_PAYLOAD_BYTES:
+            if isinstance(body, bytes) and len(body) > MAX_PAYLOAD_BYTES:
+                body = OversizedBody(len(body), MAX_PAYLOAD_BYTES)
+            if isinstance(body, OversizedBody):
                 raise PayloadTooLarge(
-                    f"Request payload of {len(body)} bytes exceeds the maximum of {MAX_PAYLOAD_BYTES} bytes."
+                    f"Request payload of {body.size()} bytes exceeds the maximum of {MAX_PAYLOAD_BYTES} bytes."
                 )
+            self._validate(endpoint_name, headers)
             invocation = Invocation(
                 endpoint_name=endpoint_name,
                 body=body,
@@ -105,7 +168,6 @@ class Runtime:
                 target_variant=headers.get("x-amzn-sagemaker-target-variant"),
                 inference_id=headers.get("x-amzn-sagemaker-inference-id"),
             )
-            self._validate(invocation)
             result = await self.backend.endpoints.invoke(invocation)
         except SageMakerError as error:
             return runtime_error(error)
@@ -122,8 +184,15 @@ class Runtime:
         return Reply(200, result.body, reply_headers)
 
     @staticmethod
-    def _validate(invocation: Invocation) -> None:
+    def _validate(endpoint_name: str, headers: dict[str, str]) -> None:
+        """The endpoint name and every header the runtime model declares (lengths, patterns), as AWS checks them."""
         shape = validation.service_model("sagemaker-runtime").operation_model("InvokeEndpoint").input_shape
-        errors = validation.validation_errors(shape.members["EndpointName"], invocation.endpoint_name, "endpointName")
+        params: dict[str, Any] = {"EndpointName": endpoint_name, "Body": ""}  # the body's limit is checked above
+        for name, member in shape.members.items():
+            if member.serialization.get("location") == "header":
+                value = headers.get(member.serialization["name"].lower())
+                if value is not None:
+                    params[name] = value
+        errors = validation.validation_errors(shape, params)
         if errors:
-            raise RuntimeValidationError(errors[0])
+            raise RuntimeValidationError(validation.validation_message(errors))

@@ -17,11 +17,26 @@ from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Sh
 
 from localcloud.sagemaker.exceptions import SerializationException, UnknownOperationException, ValidationException
 
-# Patterns that the model states too narrowly to enforce literally (see the contracts doc):
-# DataCaptureConfig.DestinationS3Uri's pattern reads as a one-character bucket.
-_UNENFORCED_PATTERN_MEMBERS = {"DestinationS3Uri"}
+# Patterns that the model states too narrowly to enforce literally (see the contracts doc), by shape name:
+# DestinationS3Uri's pattern reads as a one-character bucket; enforced with the bucket as one or more characters.
+# Messages still quote the model's pattern, as AWS's do.
+_PATTERN_OVERRIDES = {"DestinationS3Uri": "(https|s3)://([^/]+)/?(.*)"}
 
-_JAVA_CLASS = re.compile(r"\\p\{[A-Za-z]+\}")
+# The Java character classes the runtime's header patterns use, as Python ranges (inside a [...] class).
+# Patterns with any other \p{...} class (Unicode letters and the like) are not enforced.
+_JAVA_CLASSES = {"ASCII": r"\x00-\x7F", "Print": r"\x20-\x7E"}
+
+# AWS shortens long values it echoes in "Value '...' at '...'" messages; its exact cut-off is not in the
+# contracts doc. 256 characters keep a message readable and bounded whatever the caller sent.
+MAX_ECHOED_CHARS = 256
+# Every error is counted, but only the first ones are spelled out: a 2 MiB list of bad items would otherwise
+# make a message of hundreds of megabytes.
+MAX_LISTED_ERRORS = 10
+# The deepest non-recursive input shape in the model (CreateAlgorithm) nests 10 levels; only recursive shapes
+# (SearchExpression.SubExpressions) go deeper. 100 leaves room for those while the validator's recursion
+# (about two frames per level) stays far inside Python's 1000-frame limit.
+MAX_NESTING_DEPTH = 100
+TOO_DEEP = f"The request body is nested more than {MAX_NESTING_DEPTH} levels deep."
 
 
 @functools.cache
@@ -36,13 +51,42 @@ def operation_model(name: str, service: str = "sagemaker") -> OperationModel:
     return model.operation_model(name)
 
 
+def _python_regex(pattern: str) -> str | None:
+    """Java regex -> Python: the \\p{...} classes in _JAVA_CLASSES and \\z (end of input); None when the
+    pattern uses a class Python's `re` cannot express."""
+    out, in_class, index = [], False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escape = pattern[index + 1]
+            if escape == "p" and pattern.startswith("{", index + 2):
+                end = pattern.find("}", index + 3)
+                ranges = _JAVA_CLASSES.get(pattern[index + 3 : end]) if end > 0 else None
+                if ranges is None:
+                    return None
+                out.append(ranges if in_class else f"[{ranges}]")
+                index = end + 1
+                continue
+            out.append(r"\Z" if escape == "z" else pattern[index : index + 2])
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str] | None:
     """AWS patterns are Java regexes matched against the whole value; skip ones Python can't read."""
-    if _JAVA_CLASS.search(pattern):
+    translated = _python_regex(pattern)
+    if translated is None:
         return None
     try:
-        return re.compile(pattern)
+        return re.compile(translated)
     except re.error:
         return None
 
@@ -52,18 +96,38 @@ def _member_path(parent: str, name: str) -> str:
     return f"{parent}.{member}" if parent else member
 
 
+def shorten(text: str) -> str:
+    """A caller-supplied text as messages echo it: at most MAX_ECHOED_CHARS characters, then "..."."""
+    return text if len(text) <= MAX_ECHOED_CHARS else text[:MAX_ECHOED_CHARS] + "..."
+
+
 def _show(value: Any) -> str:
-    return "null" if value is None else str(value)
+    return "null" if value is None else shorten(str(value))
+
+
+def nesting_depth_exceeded(value: Any, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether a decoded JSON value nests more than `limit` containers deep; iterative, so any depth is safe."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 class _Collector:
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.total = 0
 
     def add(self, value: Any, path: str, constraint: str) -> None:
-        self.errors.append(f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {constraint}")
+        self.total += 1
+        if len(self.errors) < MAX_LISTED_ERRORS:
+            self.errors.append(f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {constraint}")
 
-    def walk(self, shape: Shape, value: Any, path: str, member_name: str = "") -> None:
+    def walk(self, shape: Shape, value: Any, path: str) -> None:
         kind = shape.type_name
         if kind == "structure":
             self._structure(shape, value, path)  # type: ignore[arg-type]
@@ -72,8 +136,13 @@ class _Collector:
         elif kind == "map":
             self._map(shape, value, path)  # type: ignore[arg-type]
         elif kind == "string":
-            self._string(shape, value, path, member_name)
-        elif kind in ("integer", "long", "float", "double"):
+            self._string(shape, value, path)
+        elif kind in ("integer", "long"):
+            # JSON has one number type; a fraction (or 1e2) here is a type error, as botocore would never send it.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SerializationException(f"Expected an integer at '{path}'")
+            self._number(shape, value, path)
+        elif kind in ("float", "double"):
             self._number(shape, value, path)
         elif kind == "boolean":
             if not isinstance(value, bool):
@@ -92,9 +161,9 @@ class _Collector:
         for name, member_value in value.items():
             member_shape = shape.members.get(name)
             if member_shape is None:
-                raise SerializationException(f"Unknown member '{name}' at '{path or 'input'}'")
+                raise SerializationException(f"Unknown member '{shorten(name)}' at '{path or 'input'}'")
             if member_value is not None:
-                self.walk(member_shape, member_value, _member_path(path, name), name)
+                self.walk(member_shape, member_value, _member_path(path, name))
 
     def _length(self, shape: Shape, value: Any, length: int, path: str) -> None:
         low, high = shape.metadata.get("min"), shape.metadata.get("max")
@@ -116,9 +185,9 @@ class _Collector:
         self._length(shape, value, len(value), path)
         for key, item in value.items():
             self.walk(shape.key, key, f"{path}.key")
-            self.walk(shape.value, item, f"{path}.{key}.value")
+            self.walk(shape.value, item, f"{path}.{shorten(key)}.value")
 
-    def _string(self, shape: Shape, value: Any, path: str, member_name: str) -> None:
+    def _string(self, shape: Shape, value: Any, path: str) -> None:
         if not isinstance(value, str):
             raise SerializationException(f"Expected a string at '{path}'")
         self._length(shape, value, len(value), path)
@@ -127,8 +196,8 @@ class _Collector:
             self.add(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
             return
         pattern = shape.metadata.get("pattern")
-        if pattern and member_name not in _UNENFORCED_PATTERN_MEMBERS:
-            compiled = _compiled(pattern)
+        if pattern:
+            compiled = _compiled(_PATTERN_OVERRIDES.get(shape.name, pattern))
             if compiled is not None and compiled.fullmatch(value) is None:
                 self.add(value, path, f"Member must satisfy regular expression pattern: {pattern}")
 
@@ -142,18 +211,36 @@ class _Collector:
             self.add(value, path, f"Member must have value greater than or equal to {low}")
 
 
-def validation_errors(shape: Shape | None, value: Any, path: str = "") -> list[str]:
+class ValidationErrors(list[str]):
+    """The errors spelled out (at most MAX_LISTED_ERRORS), and how many there were in all."""
+
+    def __init__(self, listed: list[str], total: int) -> None:
+        super().__init__(listed)
+        self.total = total
+
+
+def validation_errors(shape: Shape | None, value: Any, path: str = "") -> ValidationErrors:
     if shape is None:
-        return []
+        return ValidationErrors([], 0)
+    if nesting_depth_exceeded(value):
+        raise SerializationException(TOO_DEEP)
     collector = _Collector()
     collector.walk(shape, value, path)
-    return collector.errors
+    return ValidationErrors(collector.errors, collector.total)
+
+
+def validation_message(errors: list[str]) -> str:
+    """`N validation error(s) detected: e1; e2` (AWS's shape); past MAX_LISTED_ERRORS the rest are counted."""
+    count = max(len(errors), getattr(errors, "total", 0))
+    noun = "error" if count == 1 else "errors"
+    message = f"{count} validation {noun} detected: " + "; ".join(errors[:MAX_LISTED_ERRORS])
+    unlisted = count - min(len(errors), MAX_LISTED_ERRORS)
+    return message + (f"; and {unlisted} more" if unlisted else "")
 
 
 def raise_for_errors(errors: list[str]) -> None:
     if errors:
-        noun = "error" if len(errors) == 1 else "errors"
-        raise ValidationException(f"{len(errors)} validation {noun} detected: " + "; ".join(errors))
+        raise ValidationException(validation_message(errors))
 
 
 def validate_input(operation: OperationModel, params: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from include.scones.settings import AWS_CONN_ID_VARIABLE
 from localcloud import config as localcloud_config
 from localcloud import launcher
 from localcloud.config import LocalCloudConfig
+from localcloud.request_guard import ALLOWED_HOSTS_VARIABLE, Policy, refusal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yaml"
@@ -306,7 +307,7 @@ def test_ministack_runs_with_the_launchers_settings_on_every_container_interface
     _, ministack, _ = _launcher_services(tmp_path, compose)
     service = services(compose)["ministack"]
     env = environment(service)
-    assert set(env) == set(ministack.env), "the same variables as localcloud/launcher.py"
+    assert set(env) - {ALLOWED_HOSTS_VARIABLE} == set(ministack.env), "the same variables as localcloud/launcher.py"
     assert env["BIND_HOST"] == localcloud_config.WILDCARD_HOST
     for flag in ("PERSIST_STATE", "S3_PERSIST", "LOG_LEVEL", "GATEWAY_PORT"):
         assert env[flag] == ministack.env[flag], flag
@@ -361,3 +362,15 @@ def test_the_connection_is_the_launchers_local_connection_pointed_at_the_service
         }
         # The connection is the only switch: an AWS_ENDPOINT_URL* here would survive a switch to AWS.
         assert not [key for key in env if key.startswith("AWS_ENDPOINT_URL")], name
+
+
+@pytest.mark.parametrize("service_name", ["ministack", "local-sagemaker"])
+def test_each_local_cloud_service_answers_its_compose_name_and_no_browser(compose: dict, service_name: str) -> None:
+    """Inside the compose network the services are called by name, which the request guard must allow; no web
+    origin is allowed, as outside compose."""
+    env = environment(services(compose)[service_name])
+    policy = Policy.from_env(env)
+    assert policy.allowed_hosts == {service_name}
+    assert policy.allowed_origins == frozenset()
+    assert refusal(f"{service_name}:4566", None, policy) is None
+    assert refusal("attacker.example:4566", None, policy) is not None

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 SDK_HEADER = {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 DEPLOY_TIMEOUT_S = 60.0
-FLUSH_WAIT_S = 15.0  # the server flushes every 2 s; leave room for a loaded machine
+FLUSH_WAIT_S = 15.0  # the server flushes every 0.5 s; leave room for a loaded machine
 
 
 def capture_config(

@@ -68,7 +68,7 @@ def exchange(port: int, *requests: bytes, read_until_close: bool = False) -> byt
 
 
 def post(body: bytes, *headers: str, version: str = "HTTP/1.1") -> bytes:
-    lines = [f"POST /invocations {version}", f"Content-Length: {len(body)}", *headers]
+    lines = [f"POST /invocations {version}", "Host: 127.0.0.1", f"Content-Length: {len(body)}", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -122,4 +122,31 @@ def test_other_request_lines_get_the_standard_librarys_answers(worker: int) -> N
 
 
 def test_a_double_slash_path_is_reduced(worker: int) -> None:
-    assert exchange(worker, b"GET //ping HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+    assert exchange(worker, b"GET //ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["Host: attacker.example:8080"],  # a page whose name was rebound to 127.0.0.1
+        ["Host: 127.0.0.1.attacker.example"],
+        [],  # no Host at all
+        ["Host: 127.0.0.1", "Origin: http://127.0.0.1:9999"],  # a cross-origin page on loopback
+        ["Host: 127.0.0.1", "Origin: null"],
+    ],
+)
+def test_only_the_local_sagemaker_is_answered(worker: int, headers: list[str]) -> None:
+    for request in (
+        ("\r\n".join(["POST /invocations HTTP/1.1", "Content-Length: 3", *headers]) + "\r\n\r\nabc").encode(),
+        ("\r\n".join(["GET /ping HTTP/1.1", *headers]) + "\r\n\r\n").encode(),
+    ):
+        reply = exchange(worker, request, read_until_close=True)
+        assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
+        assert b"answers only the local SageMaker" in reply and b"abc" not in reply  # the model never ran
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8080", "localhost:1", "[::1]:8080"])
+def test_loopback_hosts_are_answered(worker: int, host: str) -> None:
+    assert exchange(worker, post(b"ok").replace(b"Host: 127.0.0.1", f"Host: {host}".encode())).startswith(
+        b"HTTP/1.1 200 OK"
+    )

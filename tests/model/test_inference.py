@@ -1,16 +1,19 @@
 """include/model/inference.py: the four serving hooks, called as the SageMaker PyTorch serving container calls
 them (<model_dir>/code on sys.path, `import inference`), on a model that train.py just trained. A probe script runs
 every case once in the framework's interpreter and reports JSON; the tests check that report. The last test serves
-the artifact through the local serving worker over HTTP."""
+the artifact through the local serving worker over HTTP. Images over the pixel budget are real, valid PNGs of a few
+KB (decompression bombs), refused from their header."""
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,13 @@ pytestmark = pytest.mark.timeout(120)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVING_WORKER = PROJECT_ROOT / "localcloud" / "sagemaker" / "runners" / "serving_worker.py"
 
+PIXEL_BUDGET = 4096 * 4096
+# Smallest first, the order the probe tries them: ru_maxrss is a high-water mark, so each measurement only sees a
+# decode that needs more than the ones before it.
+BOMBS = {"over-budget.png": (4096, 4097), "bomb.png": (13000, 13000), "beyond-pillow.png": (20000, 20000)}
+
 PROBE = r'''
-import json, os, shutil, sys, traceback
+import json, os, resource, shutil, sys, time, traceback
 from pathlib import Path
 
 model_dir, images, scratch = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -43,13 +51,24 @@ def case(name, call):
 def body(name):
     return (images / name).read_bytes()
 
+# First, while the process's peak memory is still that of the imports: what input_fn costs on a bomb.
+for name in ["over-budget.png", "bomb.png", "beyond-pillow.png"]:
+    data = body(name)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    started = time.perf_counter()
+    case(f"pixel budget {name}", lambda: inference.input_fn(data, "image/png").shape and "decoded")
+    report[f"pixel budget {name}"].update(
+        seconds=time.perf_counter() - started,
+        peak_growth_mib=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024,
+    )
+
 served = inference.model_fn(str(model_dir))
 
 def invoke(data, content_type, accept="application/json"):
     return inference.output_fn(inference.predict_fn(inference.input_fn(data, content_type), served), accept)
 
 for name, content_type in [("rgba.png", "image/png"), ("rgb.jpg", "image/jpeg"), ("rgba.png", "application/x-image"),
-                           ("grey.png", "image/png"), ("large.jpg", "image/jpeg")]:
+                           ("grey.png", "image/png"), ("large.jpg", "image/jpeg"), ("at-budget.png", "image/png")]:
     case(f"{content_type} {name}", lambda: invoke(body(name), content_type))
 for accept in [None, "*/*", "application/json", "text/csv"]:
     case(f"accept {accept}", lambda: invoke(body("rgba.png"), "image/png", accept))
@@ -92,6 +111,20 @@ print(json.dumps(report))
 '''
 
 
+def blank_png(width: int, height: int) -> bytes:
+    """A valid all-black 1-bit greyscale PNG, built row by row without Pillow: a few KB on disk whatever it claims,
+    width*height bytes once Pillow decodes it (mode "1") and three times that as RGB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed pixels
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory, make_image) -> Path:
     folder = tmp_path_factory.mktemp("images")
@@ -103,6 +136,9 @@ def images(tmp_path_factory: pytest.TempPathFactory, make_image) -> Path:
 
     large = Image.new("RGB", (64, 48), (200, 30, 30))
     large.save(folder / "large.jpg", format="JPEG")
+    for name, (width, height) in BOMBS.items():
+        (folder / name).write_bytes(blank_png(width, height))
+    (folder / "at-budget.png").write_bytes(blank_png(4096, 4096))
     return folder
 
 
@@ -129,6 +165,7 @@ def assert_probabilities(payload: str) -> None:
         "application/x-image rgba.png",
         "image/png grey.png",
         "image/jpeg large.jpg",
+        "image/png at-budget.png",  # exactly MAX_IMAGE_PIXELS: still served
     ],
 )
 def test_image_requests_answer_json_probabilities(report: dict[str, Any], name: str) -> None:
@@ -156,6 +193,34 @@ def test_unsupported_content_type_names_supported_ones(report: dict[str, Any], c
 def test_undecodable_body_is_a_clear_value_error(report: dict[str, Any], name: str) -> None:
     assert report[name].get("error") == "ValueError", report[name]
     assert "could not decode" in report[name]["message"]
+
+
+def test_blank_png_is_the_image_it_claims(images: Path) -> None:
+    from PIL import Image
+
+    bomb = (images / "bomb.png").read_bytes()
+    assert len(bomb) < 64 * 1024
+    with Image.open(images / "at-budget.png") as image:  # small enough to decode here: a real, valid PNG
+        image.load()
+        assert (image.size, image.mode, image.getextrema()) == ((4096, 4096), "1", (0, 0))
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_images_over_the_pixel_budget_are_refused_from_the_header(report: dict[str, Any], name: str) -> None:
+    # Given a small PNG whose header claims more than 4096x4096 pixels, When input_fn reads it
+    outcome = report[f"pixel budget {name}"]
+    # Then it is the hooks' client error, naming the budget, and nothing was decoded: no time, no memory
+    assert outcome.get("error") == "ValueError", outcome
+    assert f"pixel budget of {PIXEL_BUDGET:,} (4096x4096)" in outcome["message"]
+    assert outcome["seconds"] < 0.5, outcome
+    assert outcome["peak_growth_mib"] < 16, outcome  # decoding takes width*height bytes (> 16 MiB), then 3x that
+
+
+def test_the_refusal_names_the_claimed_size(report: dict[str, Any]) -> None:
+    assert "13000x13000 = 169,000,000 pixels" in report["pixel budget bomb.png"]["message"]
+    assert "4096x4097 = 16,781,312 pixels" in report["pixel budget over-budget.png"]["message"]
+    # Beyond twice Pillow's own limit, open() refuses before the size is known: Pillow's count is quoted
+    assert "400000000 pixels" in report["pixel budget beyond-pillow.png"]["message"]
 
 
 def test_predict_runs_in_eval_mode_without_gradients(report: dict[str, Any]) -> None:
@@ -224,6 +289,8 @@ def test_served_by_the_local_serving_container(trained, images: Path, pytorch_py
         assert_probabilities(payload)
         status, payload = _post(port, b"flavour,rating\nplain,5\n", "text/csv")
         assert status == 500 and "image/png" in payload
+        status, payload = _post(port, (images / "bomb.png").read_bytes(), "image/png")  # the caller sees why
+        assert status == 500 and f"pixel budget of {PIXEL_BUDGET:,}" in payload and "13000x13000" in payload
     finally:
         worker.terminate()
         worker.wait(timeout=10)

@@ -37,6 +37,7 @@ SCENARIO_ORDER = (
     "test_bad_input",
     "test_idempotency",
     "test_security",
+    "test_browser_isolation",
 )
 MEASUREMENTS: dict[str, str] = {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import pickle
 import socket
+import struct
 import tarfile
 import threading
 from collections.abc import Iterable, Sequence
@@ -77,6 +78,59 @@ class ShellPayload:
 class EvalPayload:
     def __reduce__(self) -> tuple[Any, ...]:
         return eval, ("1 + 1",)
+
+
+class ReducePayload:
+    """Unpickling this calls `function(*args)`, with the global named as the pickler names `function`."""
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.function, self.args
+
+
+def global_call_pickle(module: str, name: str, args: Sequence[str], protocol: int) -> bytes:
+    """A hand-built pickle that calls `module.name(*args)` on str arguments, spelling the global as protocol
+    `protocol` does (GLOBAL up to 3, STACK_GLOBAL from 4): it can name globals the pickler never writes, such as
+    `codecs.encode` (pickle names that function `_codecs.encode`)."""
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return pickle.BINUNICODE + struct.pack("<I", len(raw)) + raw
+
+    if protocol >= 4:
+        reference = text(module) + text(name) + pickle.STACK_GLOBAL
+    else:
+        reference = pickle.GLOBAL + f"{module}\n{name}\n".encode()
+    arguments = pickle.MARK + b"".join(text(a) for a in args) + pickle.TUPLE
+    return pickle.PROTO + bytes([protocol]) + reference + arguments + pickle.REDUCE + pickle.STOP
+
+
+class Python2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2's pickle writes CIFAR's dicts: every str (and numpy's raw array bytes) is a Python 2
+    `str`, written as SHORT_BINSTRING/BINSTRING. Python 3 cannot emit those opcodes (its protocol-2 `bytes` are
+    `_codecs.encode(...)` calls), so this is an emulation: strings are written as Python 2 writes them, everything
+    else by Python 3's pure-Python pickler at protocol 2 (the same opcodes Python 2 uses for dicts, lists, ints and
+    numpy's reduce), except that numpy 2 names its global `numpy._core.multiarray`, not `numpy.core.multiarray`."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj: str | bytes) -> None:
+        raw = obj.encode("latin1") if isinstance(obj, str) else obj
+        length = bytes([len(raw)]) if len(raw) < 256 else struct.pack("<i", len(raw))
+        opcode = pickle.SHORT_BINSTRING if len(raw) < 256 else pickle.BINSTRING
+        self.write(opcode + length + raw)  # type: ignore[attr-defined]  # _Pickler's own, missing from typeshed
+        self.memoize(obj)  # type: ignore[attr-defined]
+
+    dispatch[str] = save_python2_str  # type: ignore[assignment]  # typeshed types the table for Unpickler
+    dispatch[bytes] = save_python2_str  # type: ignore[assignment]
+
+
+def python2_pickle(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
 
 
 # --- PNG source folders for the fixture builder ---------------------------------------------------------------

@@ -166,6 +166,7 @@ class FleetSupervisor:
                 environment=spec.Environment,
                 log_path=log_path,
                 log_sink=stream.write,
+                endpoint_url=self.ctx.ministack_url,  # the model's boto3 reaches this MiniStack, never real AWS
             )
             pool.servers.append(self._register(name, launch))
 

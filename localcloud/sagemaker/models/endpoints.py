@@ -37,8 +37,10 @@ from localcloud.sagemaker.models.endpoint_fleet import (
     in_background,
 )
 from localcloud.sagemaker.models.invocation import Invocation, InvocationResult
+from localcloud.sagemaker.models.quotas import InstanceQuotas, instances_in_use, requested_instances
 from localcloud.sagemaker.models.registry import ModelRegistry
-from localcloud.sagemaker.runners.capture import CaptureWriter
+from localcloud.sagemaker.runners.artifacts import parse_s3_uri
+from localcloud.sagemaker.runners.capture import CaptureWriter, enabled_sampling
 from localcloud.sagemaker.runners.hosting import WorkerReply, WorkerRetired, WorkerTimeout, WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class Endpoints:
         self.capture: CaptureWriter | None = None
         self._fleets: dict[str, Fleet] = {}  # endpoint name -> the fleet serving it (routing table)
         self._recovering: set[str] = set()  # InService endpoints whose fleet is still starting after a restart
+        self._updating: dict[str, int] = {}  # endpoint -> instances of the fleet an update is starting beside the old
+        self.quotas = InstanceQuotas.from_env()
         self.supervisor = FleetSupervisor(ctx, self._fleets)
 
     def operations(self) -> dict[str, Operation]:
@@ -132,6 +136,7 @@ class Endpoints:
             if self.ctx.store.get(ENDPOINT, name):
                 raise already_exists("endpoint", arn("endpoint", name))
             config = self.registry.get_endpoint_config(config_name)
+            self._check_quotas(config)
             created = now()
             description: dict[str, Any] = {
                 "EndpointName": name,
@@ -161,6 +166,8 @@ class Endpoints:
             if status != "InService" or name in self._recovering:
                 raise ValidationException(f'Cannot update in-progress endpoint "{description["EndpointArn"]}".')
             config = self.registry.get_endpoint_config(params["EndpointConfigName"])
+            # Blue/green: the new fleet starts while the old one serves, so both count until the switch.
+            self._updating[name] = self._check_quotas(config)
             description.pop("FailureReason", None)
             self.ctx.store.put(ENDPOINT, name, description | {"EndpointStatus": "Updating", "LastModifiedTime": now()})
         in_background(self._deploy, name, config, True)
@@ -187,6 +194,13 @@ class Endpoints:
                 e, "EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus"
             ),
         )
+
+    def _check_quotas(self, config: dict[str, Any]) -> int:
+        """Refuse a deployment the instance quotas cannot hold (caller holds ctx.lock); returns its instances."""
+        requested = requested_instances(config)
+        in_use = instances_in_use(self.ctx.store.list(ENDPOINT)) + sum(self._updating.values())
+        self.quotas.check(requested, in_use)
+        return sum(requested.values())
 
     def _get(self, name: str) -> dict[str, Any]:
         description = self.ctx.store.get(ENDPOINT, name)
@@ -245,13 +259,38 @@ class Endpoints:
                 "Variants": [asdict(spec) for spec in self._resolve_variants(config)],
                 "DataCaptureConfig": config.get("DataCaptureConfig"),
             }
+            self._require_capture_bucket(deployment["DataCaptureConfig"])
             fleet = self.supervisor.start(name, deployment)
         except DeployFailed as failure:
             log.warning("endpoint %s: deployment failed: %s", name, failure.reason)
             changes = {"EndpointStatus": "InService" if is_update else "Failed", "FailureReason": failure.reason[:1024]}
             self._change_description(name, changes)
+        else:
+            self._activate(name, fleet, deployment, touch=True)
+        finally:
+            if is_update:  # from here on the description (old or new config) holds the count
+                with self.ctx.lock:
+                    self._updating.pop(name, None)
+
+    def _require_capture_bucket(self, data_capture: dict[str, Any] | None) -> None:
+        """AWS checks the capture destination only when it deploys, failing the endpoint if it cannot write
+        there; here the check is a HeadBucket against MiniStack, so records are never spooled for nowhere."""
+        if enabled_sampling(data_capture) is None:
             return
-        self._activate(name, fleet, deployment, touch=True)
+        assert data_capture is not None
+        destination = data_capture["DestinationS3Uri"]
+        try:
+            bucket, _ = parse_s3_uri(destination)  # a config stored before s3:// was required may hold https://
+        except ValueError as error:
+            raise DeployFailed(f"Cannot write data capture to {destination}: not an s3:// destination.") from error
+        try:
+            self.ctx.client("s3").head_bucket(Bucket=bucket)
+        except Exception as error:
+            log.warning("endpoint capture destination %s: %s", destination, error)
+            raise DeployFailed(
+                f"Cannot write data capture to {destination}: the S3 bucket {bucket} does not exist or is not "
+                "accessible."
+            ) from error
 
     def _resolve_variants(self, config: dict[str, Any]) -> list[VariantSpec]:
         specs = []
@@ -319,6 +358,8 @@ class Endpoints:
     def _tear_down(self, name: str, fleet: Fleet | None) -> None:
         if fleet is not None:
             self.supervisor.stop(fleet)
+        if self.capture is not None:
+            self.capture.retire(name)  # its last records go out, then its spool goes with it
         with self.ctx.lock:
             self.ctx.store.delete(ENDPOINT, name)
             self.ctx.store.delete(DEPLOYMENT, name)

@@ -6,6 +6,7 @@ from typing import Any
 
 from localcloud.sagemaker.exceptions import ValidationException
 from localcloud.sagemaker.models.base import Context, Operation, already_exists, arn, list_page, now, pick, require
+from localcloud.sagemaker.runners.artifacts import parse_s3_uri
 
 MODEL = "model"
 ENDPOINT_CONFIG = "endpoint-config"
@@ -17,6 +18,21 @@ def model_not_found(name: str) -> ValidationException:
 
 def endpoint_config_not_found(name: str) -> ValidationException:
     return ValidationException(f'Could not find endpoint configuration "{name}".')
+
+
+def require_s3_capture_destination(data_capture: dict[str, Any] | None) -> None:
+    """The model's pattern also admits https:// URLs, which the local SageMaker cannot deliver to: refused up
+    front rather than retried for ever."""
+    if not data_capture:
+        return
+    destination = data_capture["DestinationS3Uri"]
+    try:
+        parse_s3_uri(destination)
+    except ValueError:
+        raise ValidationException(
+            "The local SageMaker delivers data capture only to s3://<bucket>/<prefix> destinations, "
+            f"not '{destination}'."
+        ) from None
 
 
 class ModelRegistry:
@@ -85,6 +101,7 @@ class ModelRegistry:
         names = [v["VariantName"] for v in variants]
         if len(set(names)) != len(names):
             raise ValidationException("Each production variant must have a unique VariantName.")
+        require_s3_capture_destination(params.get("DataCaptureConfig"))
         with self.ctx.lock:
             if self.ctx.store.get(ENDPOINT_CONFIG, name):
                 raise already_exists("endpoint configuration", arn("endpoint-config", name))

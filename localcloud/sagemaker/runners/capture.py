@@ -3,14 +3,16 @@
 Two halves:
 - pure functions that decide and shape what is captured: `should_capture`, `encode`,
   `capture_sides`, `build_record`, `capture_key`;
-- `CaptureWriter`, which never loses a record: `record()` only appends one JSON line to a local
+- `CaptureWriter`, which loses no record S3 can take: `record()` only appends one JSON line to a local
   spool file (no S3 call on the invoke path), a background thread rotates the spool files every
   `flush_interval_s` and uploads each as one `.jsonl` object, deleting a file only after its upload
-  succeeded. Spool files left behind by a crashed process are uploaded by the next writer.
+  succeeded, or after `max_upload_attempts` failed uploads (a destination that stays unwritable must not
+  be retried for ever). Spool files left behind by a crashed process are uploaded by the next writer, and
+  `retire()` delivers and then removes the spool of a deleted endpoint.
 
 Spool layout (all under spool_dir):
-    <EndpointName>--<VariantName>--<hash of destination>/destination.json   where the files go
-    <EndpointName>--<VariantName>--<hash of destination>/<epoch ms>-<uuid4>.jsonl
+    <EndpointName>--<VariantName>--<hash of the three>/destination.json   where the files go
+    <EndpointName>--<VariantName>--<hash of the three>/<epoch ms>-<uuid4>.jsonl
 One spool file never spans two UTC hours, so its S3 key's hour folder matches all its records.
 """
 
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable
@@ -38,6 +41,13 @@ log = logging.getLogger(__name__)
 EVENT_VERSION = "0"
 DESTINATION_FILE = "destination.json"
 SPOOL_SUFFIX = ".jsonl"
+# Records reach S3 within about this long. Short, because a report that runs right after traffic (the workflow
+# DAG's smoke executions, then its report, with SCONES_REPORT_LAG_MINUTES=0 locally) must find them delivered;
+# at 2 s it sometimes did not, and those records fell between two report windows.
+FLUSH_INTERVAL_S = 0.5
+# About 5 minutes of retries: long enough to ride out a MiniStack restart, bounded for a bucket deleted under a
+# live endpoint. Counted per server process.
+MAX_UPLOAD_ATTEMPTS = int(300 / FLUSH_INTERVAL_S)
 
 
 # --- pure functions ---------------------------------------------------------------------------
@@ -144,6 +154,14 @@ def enabled_sampling(data_capture_config: dict[str, Any] | None) -> float | None
     return float(data_capture_config.get("InitialSamplingPercentage", 0))
 
 
+def _endpoint_of(stream: Path) -> str | None:
+    """The endpoint a spool folder belongs to, from its destination file (its name alone is ambiguous)."""
+    try:
+        return str(json.loads((stream / DESTINATION_FILE).read_text())["EndpointName"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 # --- the writer -------------------------------------------------------------------------------
 @dataclass
 class _OpenSpool:
@@ -156,11 +174,18 @@ class CaptureWriter:
     """Spools capture records locally and ships them to S3 from a background thread."""
 
     def __init__(
-        self, s3_client: Any, spool_dir: Path, flush_interval_s: float = 2.0, rng: random.Random | None = None
+        self,
+        s3_client: Any,
+        spool_dir: Path,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        rng: random.Random | None = None,
+        max_upload_attempts: int = MAX_UPLOAD_ATTEMPTS,
     ):
         self.s3 = s3_client
         self.spool_dir = spool_dir
         self.flush_interval_s = flush_interval_s
+        self.max_upload_attempts = max_upload_attempts
+        self._failed_uploads: dict[Path, int] = {}  # spool file -> failed uploads so far
         self._rng = rng or random.Random()
         self._lock = threading.Lock()  # guards _open and spool file creation/rotation
         self._upload_lock = threading.Lock()  # one uploader at a time (thread vs. close())
@@ -238,6 +263,24 @@ class CaptureWriter:
     def pending_files(self) -> list[Path]:
         return sorted(self.spool_dir.glob(f"*/*{SPOOL_SUFFIX}"))
 
+    def retire(self, endpoint: str) -> None:
+        """The endpoint is deleted: one last upload of each of its spool files, then its spool folders go."""
+        with self._upload_lock:
+            with self._lock:
+                streams = [s for s in self.spool_dir.iterdir() if s.is_dir() and _endpoint_of(s) == endpoint]
+                for stream in streams:
+                    spool = self._open.pop(stream, None)
+                    if spool is not None:
+                        spool.handle.close()
+                self._stream_dirs = {k: v for k, v in self._stream_dirs.items() if k[1] != endpoint}
+            for stream in streams:
+                undelivered = [path for path in sorted(stream.glob(f"*{SPOOL_SUFFIX}")) if not self._upload(path)]
+                for path in undelivered:
+                    self._failed_uploads.pop(path, None)
+                if undelivered:
+                    log.error("endpoint %s deleted; dropping %d undelivered capture files", endpoint, len(undelivered))
+                shutil.rmtree(stream, ignore_errors=True)
+
     def _run(self) -> None:
         while True:
             try:
@@ -258,8 +301,15 @@ class CaptureWriter:
             if body:
                 self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
         except Exception as error:
-            log.warning("data capture upload of %s failed (kept for retry): %s", path, error)
+            failures = self._failed_uploads[path] = self._failed_uploads.get(path, 0) + 1
+            if failures >= self.max_upload_attempts:
+                log.error("data capture upload of %s failed %d times; dropping it: %s", path, failures, error)
+                self._failed_uploads.pop(path, None)
+                path.unlink(missing_ok=True)
+            elif failures == 1:  # one warning per file, not one per flush round
+                log.warning("data capture upload of %s failed (kept for retry): %s", path, error)
             return False
+        self._failed_uploads.pop(path, None)
         path.unlink()
         return True
 
@@ -268,8 +318,9 @@ class CaptureWriter:
         key = (destination, endpoint, variant)
         stream = self._stream_dirs.get(key)  # on every record: hashing and path building are not free
         if stream is None:
-            # Endpoint and variant names are [a-zA-Z0-9-], safe in a path; the hash keeps destinations apart.
-            digest = hashlib.sha256(destination.encode()).hexdigest()[:12]
+            # Endpoint and variant names are [a-zA-Z0-9-], safe in a path. The hash keeps destinations apart, and
+            # endpoint "a--b" with variant "c" apart from endpoint "a" with variant "b--c".
+            digest = hashlib.sha256(f"{destination}\n{endpoint}\n{variant}".encode()).hexdigest()[:12]
             stream = self._stream_dirs[key] = self.spool_dir / f"{endpoint}--{variant}--{digest}"
         return stream
 

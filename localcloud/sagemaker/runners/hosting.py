@@ -22,15 +22,16 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
-from localcloud.config import BIND_HOST
+from localcloud.config import BIND_HOST, LocalCloudConfig
 from localcloud.sagemaker.runners import artifacts
+from localcloud.sagemaker.runners.environment import clean_environment
 from localcloud.sagemaker.runners.processes import signal_group
 from localcloud.sagemaker.runners.worker_http import WorkerConnectError, WorkerConnectionPool, WorkerDisconnected
 
@@ -45,8 +46,6 @@ PING_TIMEOUT_S = 2.0  # /ping must answer within 2 s
 HEALTH_POLL_INTERVAL_S = 0.1
 DRAIN_TIMEOUT_S = INVOCATION_TIMEOUT_S  # no in-flight request can legitimately outlive this
 TERMINATE_GRACE_S = 5.0
-# Variables of the control plane's own interpreter that must not leak into the framework's python.
-_PRIVATE_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
 
 class HostingError(Exception):
@@ -124,14 +123,25 @@ def free_port() -> int:
 # server is TorchServe's advice for CPU serving. The caller's environment or the model's Environment
 # (OMP_NUM_THREADS) overrides it.
 WORKER_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1"}
+# A model server's environment is clean (environment.py): these thread-count knobs are the only variables it takes
+# from the local SageMaker's own, because the README lets the environment of `make up` set them for every server.
+TUNING_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def worker_environment(environment: dict[str, str]) -> dict[str, str]:
-    """The environment a model server process starts with: ours (minus our interpreter's variables), then the
-    model's `Environment`."""
-    base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-    fixed = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return WORKER_ENV_DEFAULTS | base | fixed | dict(environment)
+def worker_environment(environment: Mapping[str, str], python: Path, endpoint_url: str) -> dict[str, str]:
+    """The environment a model server process starts with: a container's basics, the serving defaults, the tuning
+    knobs of `make up`, the model's `Environment`, then the local cloud's endpoint and dummy keys, as a training
+    job gets them. Nothing else of ours: the launcher's shell may hold real AWS credentials."""
+    tuning = {name: os.environ[name] for name in TUNING_VARIABLES if name in os.environ}
+    no_bytecode = {"PYTHONDONTWRITEBYTECODE": "1"}  # the model directory goes away with the endpoint
+    return clean_environment(python, endpoint_url, environment, defaults=WORKER_ENV_DEFAULTS | tuning | no_bytecode)
+
+
+def default_endpoint_url() -> str:
+    """MiniStack as the launcher configures it, for callers that don't pass the URL the server was started with.
+    Right for `make up` (the launcher starts the server with this very URL); under docker compose the server gets
+    another, so callers should pass their Context's `ministack_url`."""
+    return LocalCloudConfig.from_env().ministack_url
 
 
 # Threads (batch transform) share one pooled httpx client; the event loop's InvokeEndpoint hop uses
@@ -160,6 +170,7 @@ class ModelServer:
         python: Path,
         model_dir: Path,
         environment: dict[str, str],
+        endpoint_url: str,
         log_path: Path,
         log_sink: Callable[[str], None] | None,
     ) -> None:
@@ -168,6 +179,7 @@ class ModelServer:
         self.python = python
         self.model_dir = model_dir
         self.environment = dict(environment)
+        self.endpoint_url = endpoint_url
         self.log_path = log_path
         self.log_sink = log_sink
         self.url = f"http://{BIND_HOST}:{port}/invocations"
@@ -198,16 +210,19 @@ class ModelServer:
         environment: dict[str, str],
         log_path: Path,
         log_sink: Callable[[str], None] | None = None,
+        endpoint_url: str | None = None,
     ) -> ModelServer:
         """Start a worker; it binds at once and answers /ping with 200 once model_fn has returned.
-        `log_sink` receives every output line too (e.g. a CloudWatch LogStream.write)."""
+        `log_sink` receives every output line too (e.g. a CloudWatch LogStream.write). The model's boto3 reaches
+        `endpoint_url` (MiniStack; default_endpoint_url() when not given)."""
+        endpoint_url = endpoint_url or default_endpoint_url()
         port = free_port()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [str(python), str(WORKER_SCRIPT), "--model-dir", str(model_dir), "--port", str(port)]
         process = subprocess.Popen(
             command,
             cwd=model_dir,
-            env=worker_environment(environment),
+            env=worker_environment(environment, python, endpoint_url),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -220,6 +235,7 @@ class ModelServer:
             python=python,
             model_dir=model_dir,
             environment=environment,
+            endpoint_url=endpoint_url,
             log_path=log_path,
             log_sink=log_sink,
         )
@@ -232,6 +248,7 @@ class ModelServer:
             environment=self.environment,
             log_path=self.log_path,
             log_sink=self.log_sink,
+            endpoint_url=self.endpoint_url,
         )
 
     # --- health ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ UTF8_TYPES = (JSON, CSV)
 DEFAULT_MODEL_FILENAME = "model.pt"
 PARENT_CHECK_INTERVAL_S = 1.0
 IDLE_CONNECTION_TIMEOUT_S = 120  # the control plane's pool drops idle connections after 5 s
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # how the local SageMaker addresses a model server
 
 
 class HandlerError(Exception):
@@ -219,7 +220,21 @@ class InvocationRequestHandler(BaseHTTPRequestHandler):
             return self.handle_expect_100()
         return True
 
+    def refused(self) -> bool:
+        """Only the local SageMaker calls a model server: by a loopback address, and never from a browser page.
+        A page whose name was rebound to 127.0.0.1 sends that name as `Host`, and a cross-origin one adds
+        `Origin`; both get 403 before any model code runs (the same rule as localcloud/request_guard.py)."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name in LOOPBACK_HOSTS and self.headers.get("Origin") is None:
+            return False
+        self.close_connection = True  # the body, if any, is left unread
+        self._send(HTTPStatus.FORBIDDEN, b"A model server answers only the local SageMaker.", "text/plain")
+        return True
+
     def do_GET(self) -> None:
+        if self.refused():
+            return
         if self.path != "/ping":
             self._send(HTTPStatus.NOT_FOUND, b"Not found", "text/plain")
         elif self.server.handlers is None:
@@ -228,6 +243,8 @@ class InvocationRequestHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, b"", "text/plain")
 
     def do_POST(self) -> None:
+        if self.refused():
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path != "/invocations":
             self._send(HTTPStatus.NOT_FOUND, b"Not found", "text/plain")

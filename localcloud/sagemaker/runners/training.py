@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import tempfile
@@ -19,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
 from localcloud.sagemaker.runners import artifacts
 from localcloud.sagemaker.runners.cloudwatch import LogStream
+from localcloud.sagemaker.runners.environment import clean_environment
 from localcloud.sagemaker.runners.processes import process_start_ticks, signal_group
 
 log = logging.getLogger(__name__)
@@ -243,27 +242,14 @@ class TrainingRunner:
                 )
 
     def _environment(self) -> dict[str, str]:
-        bin_dir = str(self.spec.python.parent)
         platform = {
             "SAGEMAKER_BASE_DIR": str(self.spec.base_dir),
             "SM_STUDIO_LOCAL_MODE": "true",  # otherwise the toolkit waits up to 15 min for DNS of algo-1
-            "S3_ENDPOINT_URL": self.spec.s3_endpoint_url,
-            "AWS_ENDPOINT_URL": self.spec.s3_endpoint_url,
-            "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
             "TRAINING_JOB_NAME": self.spec.job_name,
             "TRAINING_JOB_ARN": self.spec.job_arn,
         }
         # A clean environment, like a fresh container: nothing of the server's leaks in.
-        basics = {
-            "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",  # lines must reach CloudWatch while the job runs
-        }
-        return basics | self.spec.environment | platform
+        return clean_environment(self.spec.python, self.spec.s3_endpoint_url, self.spec.environment) | platform
 
     def _run_toolkit(self) -> int:
         command = [str(self.spec.python), "-m", "sagemaker_training.cli.train"]

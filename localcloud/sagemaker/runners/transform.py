@@ -228,13 +228,14 @@ class BatchTransform:
 
 
 # --- the whole job ----------------------------------------------------------------------------
-def _start_server(spec: TransformSpec, stream: LogStream) -> ModelServer:
+def _start_server(spec: TransformSpec, stream: LogStream, endpoint_url: str) -> ModelServer:
     server = ModelServer.launch(
         python=spec.python,
         model_dir=spec.work_dir / "model",
         environment=spec.environment,
         log_path=spec.work_dir / "model-server.log",
         log_sink=stream.write,
+        endpoint_url=endpoint_url,
     )
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     try:
@@ -259,7 +260,8 @@ def run_transform(s3: Any, logs: Any, spec: TransformSpec) -> None:
     try:
         prepare_model_dir(s3, spec.model_data_url, spec.work_dir / "model")
         items = plan_items(s3, spec.data_source, spec.output_path)
-        server = _start_server(spec, stream)
+        # The model's own boto3 calls go where the job's data comes from: the local cloud's S3 (MiniStack).
+        server = _start_server(spec, stream, s3.meta.endpoint_url)
 
         def invoke(body: bytes) -> Any:
             return server.invoke_sync(
