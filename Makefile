@@ -67,6 +67,6 @@ test: venvs  ## Run the whole test suite (unit, contract, end-to-end)
 
 lint: venvs  ## ruff (with Airflow's AIR rules) and mypy
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy localcloud include
+	$(VENV)/bin/mypy localcloud include tools benchmarks
 	# Each Lambda zip has its own top-level lambda_function/logic modules, as on AWS: one mypy run per folder.
 	for fn in lambdas/*/; do $(VENV)/bin/mypy "$$fn" || exit 1; done

@@ -184,7 +184,8 @@ class ForwardChild:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=worker_environment(environment),  # exactly what the endpoint's model server gets (threads too)
+            # exactly what the endpoint's model server gets (threads too)
+            env=worker_environment(environment, ctx.pytorch_python, ctx.cfg.ministack_url),
         )
         self.torch_threads = self._read()["torch_threads"]
 

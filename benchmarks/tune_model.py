@@ -42,8 +42,8 @@ def make_channels(out: Path, dataset: Path = DATASET) -> None:
             index, label, filename = line.split("\t")
             rows.append((int(index), int(label), filename))
     splits: dict[str, list[tuple[int, int, str]]] = {"train": [], "test": []}
-    for label in sorted({row[1] for row in rows}):
-        members = sorted((row for row in rows if row[1] == label), key=lambda row: row[0])
+    for class_label in sorted({row[1] for row in rows}):
+        members = sorted((row for row in rows if row[1] == class_label), key=lambda row: row[0])
         for position, row in enumerate(members):
             splits["test" if position % TEST_EVERY == 0 else "train"].append(row)
     for name, members in splits.items():
