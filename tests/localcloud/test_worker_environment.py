@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
-from localcloud.sagemaker.runners.hosting import ModelServer, default_endpoint_url, worker_environment
+from localcloud.sagemaker.runners.hosting import ModelServer, worker_environment
 from localcloud.sagemaker.runners.training import TrainingRunner, TrainingSpec
 
 PYTHON = Path("/opt/framework/bin/python")
@@ -127,13 +127,6 @@ def test_thread_knobs_of_make_up_are_the_only_inherited_tuning(monkeypatch: pyte
     monkeypatch.setenv("TORCH_NUM_THREADS_CANARY", "9")
     env = worker_environment({}, PYTHON, ENDPOINT)
     assert env["MKL_NUM_THREADS"] == "3" and "TORCH_NUM_THREADS_CANARY" not in env
-
-
-def test_without_a_url_the_model_server_gets_ministack_as_the_launcher_configures_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("MINISTACK_PORT", "5999")
-    assert default_endpoint_url() == "http://127.0.0.1:5999"
 
 
 def test_training_jobs_get_the_same_clean_environment(canaries: dict[str, str], tmp_path: Path) -> None:

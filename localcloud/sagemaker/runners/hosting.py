@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import httpx
 
-from localcloud.config import BIND_HOST, LocalCloudConfig
+from localcloud.config import BIND_HOST
 from localcloud.sagemaker.runners import artifacts
 from localcloud.sagemaker.runners.environment import clean_environment
 from localcloud.sagemaker.runners.processes import signal_group
@@ -137,13 +137,6 @@ def worker_environment(environment: Mapping[str, str], python: Path, endpoint_ur
     return clean_environment(python, endpoint_url, environment, defaults=WORKER_ENV_DEFAULTS | tuning | no_bytecode)
 
 
-def default_endpoint_url() -> str:
-    """MiniStack as the launcher configures it, for callers that don't pass the URL the server was started with.
-    Right for `make up` (the launcher starts the server with this very URL); under docker compose the server gets
-    another, so callers should pass their Context's `ministack_url`."""
-    return LocalCloudConfig.from_env().ministack_url
-
-
 # Threads (batch transform) share one pooled httpx client; the event loop's InvokeEndpoint hop uses
 # worker_http's leaner pools, one per server and loop (asyncio streams are bound to their loop).
 _sync_client: httpx.Client | None = None
@@ -209,13 +202,12 @@ class ModelServer:
         model_dir: Path,
         environment: dict[str, str],
         log_path: Path,
+        endpoint_url: str,
         log_sink: Callable[[str], None] | None = None,
-        endpoint_url: str | None = None,
     ) -> ModelServer:
         """Start a worker; it binds at once and answers /ping with 200 once model_fn has returned.
         `log_sink` receives every output line too (e.g. a CloudWatch LogStream.write). The model's boto3 reaches
-        `endpoint_url` (MiniStack; default_endpoint_url() when not given)."""
-        endpoint_url = endpoint_url or default_endpoint_url()
+        `endpoint_url` (the MiniStack this local SageMaker uses: 127.0.0.1 or, under compose, `ministack`)."""
         port = free_port()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [str(python), str(WORKER_SCRIPT), "--model-dir", str(model_dir), "--port", str(port)]
