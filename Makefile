@@ -9,7 +9,7 @@ VENV_PYTORCH   := .venv-pytorch
 PY             := $(VENV)/bin/python
 LOCALCLOUD     := $(PY) -m localcloud
 
-.PHONY: help venvs up down status test lint clean-state fixture demo airflow bench
+.PHONY: help venvs up down status credentials test lint clean-state fixture demo airflow bench
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ down:  ## Stop the local cloud (flushes data capture first)
 
 status:  ## Show whether the local cloud is running
 	$(LOCALCLOUD) status
+
+credentials:  ## Write .localcloud/env (0600) with the local cloud's keys, starting nothing (for compose; stdlib only)
+	$(PYTHON) -m localcloud credentials
 
 clean-state: down  ## Delete all local cloud state (.localcloud/)
 	rm -rf $${LOCALCLOUD_HOME:-.localcloud}

@@ -11,6 +11,8 @@ at concurrency 1 and 8, and the bare model forward in a child on the same machin
   PNG decode and JSON in the hooks, data capture); `server_overhead_ms_p50` is the same without botocore.
 - CPU milliseconds per request of the client, the local SageMaker and the model server (from /proc): unlike
   latencies, they hardly move with other people's load.
+- The signature check (localcloud/sigv4.py) that every InvokeEndpoint passes, timed in-process on the bench's own
+  signed request: what it adds to the invoke p50 (issue #13's budget: 0.5 ms).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from benchmarks import model_bench, processes
 from benchmarks.context import (
@@ -42,7 +48,9 @@ from include.scones import archives, sagemaker_requests
 from include.scones.manifests import read_lst
 from include.scones.params import defaults
 from include.scones.sagemaker_requests import RunPlan
+from localcloud import sigv4
 from localcloud.config import REGION
+from localcloud.credentials import Credentials
 from localcloud.sagemaker.runners.hosting import worker_environment
 
 WARMUP_REQUESTS = 50
@@ -52,6 +60,8 @@ REQUESTS_PER_ROUND = 50
 CONCURRENT_THREADS = 8
 REQUESTS_PER_THREAD = 150
 DEPLOY_TIMEOUT_S = 300.0
+SIGNATURE_CHECKS = 2000
+SIGNATURE_BUDGET_MS = 0.5
 
 
 def bench_plan(stamp: str) -> RunPlan:
@@ -148,12 +158,21 @@ def _invoke_loop(client: Any, body: bytes, count: int, latencies: list[float]) -
 INVOKE_HEADERS = {"Content-Type": "image/png", "Accept": "application/json"}
 
 
+def signed_invoke_headers(url: str, body: bytes) -> dict[str, str]:
+    """INVOKE_HEADERS with a SigV4 signature from the install's keys, as botocore signs InvokeEndpoint."""
+    request = AWSRequest("POST", url, data=body, headers=INVOKE_HEADERS)
+    SigV4Auth(boto3.Session().get_credentials(), "sagemaker", REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
 class PlainHttp:
-    """InvokeEndpoint as plain HTTP on a keep-alive connection (no botocore: the local SageMaker does not check
-    signatures), to tell the client's share of the latency from the server's."""
+    """InvokeEndpoint as plain HTTP on a keep-alive connection (no botocore client, so no retries, parsing or
+    hooks), to tell the client's share of the latency from the server's. Each request is signed before its
+    timer starts: the local SageMaker checks signatures."""
 
     def __init__(self, ctx: BenchContext, body: bytes) -> None:
-        url = urlsplit(f"{ctx.cfg.sagemaker_url}/endpoints/{ENDPOINT_NAME}/invocations")
+        self.url = f"{ctx.cfg.sagemaker_url}/endpoints/{ENDPOINT_NAME}/invocations"
+        url = urlsplit(self.url)
         self.host, self.port, self.path, self.body = url.hostname or "127.0.0.1", url.port, url.path, body
 
     def loop(self, count: int, latencies: list[float]) -> None:
@@ -162,8 +181,9 @@ class PlainHttp:
         connection = http.client.HTTPConnection(self.host, self.port)
         try:
             for number in range(count + 1):
+                headers = signed_invoke_headers(self.url, self.body)
                 began = time.perf_counter()
-                connection.request("POST", self.path, body=self.body, headers=INVOKE_HEADERS)
+                connection.request("POST", self.path, body=self.body, headers=headers)
                 response = connection.getresponse()
                 response.read()
                 if response.status != 200:
@@ -294,6 +314,35 @@ def concurrent(ctx: BenchContext, body: bytes, threads: int, per_thread: int) ->
     }
 
 
+def signature_check(ctx: BenchContext, body: bytes) -> dict[str, Any]:
+    """The check the local SageMaker runs on every InvokeEndpoint, timed in-process on this bench's request: the
+    request as it arrives (ASGI scope, body read) through `sigv4.verify` against the install's keys."""
+    url = f"{ctx.cfg.sagemaker_url}/endpoints/{ENDPOINT_NAME}/invocations"
+    headers = signed_invoke_headers(url, body)
+    parts = urlsplit(url)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "raw_path": parts.path.encode(),
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [(b"host", parts.netloc.encode())],
+    }
+    keys = Credentials.from_env().signing_keys()
+    timings = []
+    for _ in range(SIGNATURE_CHECKS):
+        began = time.perf_counter()
+        refused = sigv4.verify(sigv4.Request.from_asgi(scope, body), keys, service="sagemaker")
+        timings.append((time.perf_counter() - began) * 1000)
+        if refused is not None:
+            raise RuntimeError(f"the bench's own signed request was refused: {refused.message[:200]}")
+    return {
+        "checks": SIGNATURE_CHECKS,
+        "signature_check_ms_p50": round(percentile(timings, 50), 4),
+        "signature_check_ms_p99": round(percentile(timings, 99), 4),
+        "budget_ms": SIGNATURE_BUDGET_MS,
+    }
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
     measured_at = utc_now()
     model_dir = model_bench.trained_model(ctx)
@@ -308,6 +357,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     log(f"concurrency {CONCURRENT_THREADS}: {CONCURRENT_THREADS} threads x {REQUESTS_PER_THREAD} InvokeEndpoint")
     eight = concurrent(ctx, body, CONCURRENT_THREADS, REQUESTS_PER_THREAD)
     load_after = load_average()
+    signatures = signature_check(ctx, body)
     forward_p50 = one["forward"]["model_forward_ms_p50"]
     return {
         "measured_at": measured_at,
@@ -322,6 +372,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "plain_http": one["plain_http"],
         "server_overhead_ms_p50": round(one["plain_http"]["http_ms_p50"] - forward_p50, 2),
         "image_bytes": len(body),
+        "signature_check": signatures,
+        "signature_check_ms_p50": signatures["signature_check_ms_p50"],
         "data_capture": deployed["data_capture"],
         "deploy_seconds": deployed["deploy_seconds"],
         "load_average_before_after": [load_before, load_after],

@@ -177,6 +177,7 @@ ROWS: tuple[Row, ...] = (
     Row("endpoint", "concurrency_8.invoke_ms_p50", "InvokeEndpoint p50, concurrency 8", " ms"),
     Row("endpoint", "concurrency_8.invoke_ms_p99", "InvokeEndpoint p99, concurrency 8", " ms", limit=20.0),
     Row("endpoint", "throughput_rps", "throughput at concurrency 8", " req/s", 1),
+    Row("endpoint", "signature_check_ms_p50", "SigV4 check per InvokeEndpoint, p50 (in-process)", " ms", 4, limit=0.5),
     Row("workflow", "execution_ms_p50", "execution p50", " ms", 0),
     Row("workflow", "execution_ms_p99", "execution p99", " ms", 0),
     Row("workflow", "noop_execution_ms_p50", "no-op machine p50 (engine floor)", " ms", 0),

@@ -13,8 +13,6 @@ WILDCARD_HOST = "0.0.0.0"
 BIND_HOST_VARIABLE = "LOCALCLOUD_BIND_HOST"
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"  # MiniStack's default account
-DUMMY_ACCESS_KEY = "test"  # not a secret: MiniStack and the local SageMaker accept any signature
-DUMMY_SECRET_KEY = "test"
 
 
 def bind_host(env: Mapping[str, str] | None = None) -> str:

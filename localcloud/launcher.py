@@ -1,15 +1,16 @@
 """Start, stop and describe the local cloud: MiniStack and the local SageMaker, both on 127.0.0.1.
 
 `up` is idempotent (a healthy service is left alone), waits until both answer their health
-checks, and writes `<home>/env`: the Airflow connection for local mode plus the standard AWS
-variables, for the other make targets to source. `down` stops the SageMaker first so its
+checks, and writes `<home>/env` (mode 0600): the install's credentials (localcloud/credentials.py), the Airflow
+connection for local mode and the standard AWS variables, for the other make targets to source. Both services
+start with a clean AWS environment: none of the shell's `AWS_*` variables (a session token, a profile) reach
+them, or through MiniStack the Lambdas; only the local cloud's own keys do. `down` stops the SageMaker first so its
 data-capture buffers flush into MiniStack's S3 before MiniStack stops."""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -19,7 +20,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcloud.config import BIND_HOST, DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, PROJECT_ROOT, REGION, LocalCloudConfig
+from localcloud import credentials
+from localcloud.config import BIND_HOST, PROJECT_ROOT, REGION, LocalCloudConfig
+from localcloud.credentials import Credentials
 
 HEALTH_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -46,7 +49,12 @@ class Service:
         return cfg.home / "logs" / f"{self.name}.log"
 
 
+def install_credentials(cfg: LocalCloudConfig) -> Credentials:
+    return credentials.load_or_create(cfg.env_file)
+
+
 def services(cfg: LocalCloudConfig) -> list[Service]:
+    keys = install_credentials(cfg)
     state_dir, s3_dir, tmp_dir = (cfg.ministack_home / d for d in ("state", "s3", "tmp"))
     ministack = Service(
         name="ministack",
@@ -65,6 +73,10 @@ def services(cfg: LocalCloudConfig) -> list[Service]:
             "S3_DATA_DIR": str(s3_dir),
             "TMPDIR": str(tmp_dir),
             "LOG_LEVEL": "WARNING",
+            # The secret MiniStack hands its Lambdas (with its account id as the key): see credentials.py.
+            "AWS_ACCESS_KEY_ID": keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+            **keys.as_env(),
         },
         directories=(state_dir, s3_dir, tmp_dir),
     )
@@ -86,9 +98,15 @@ def services(cfg: LocalCloudConfig) -> list[Service]:
             "--pytorch-python",
             str(cfg.pytorch_venv / "bin" / "python"),
         ],
-        env={"PYTHONPATH": str(PROJECT_ROOT)},
+        env={"PYTHONPATH": str(PROJECT_ROOT), **keys.as_env()},
     )
     return [ministack, sagemaker]
+
+
+def service_environment(service: Service, parent: dict[str, str] | None = None) -> dict[str, str]:
+    """The launcher's environment without any `AWS_*` variable, then the service's own settings."""
+    inherited = dict(os.environ if parent is None else parent)
+    return {k: v for k, v in inherited.items() if not k.startswith("AWS_")} | service.env
 
 
 def is_healthy(service: Service) -> bool:
@@ -144,7 +162,7 @@ def start(service: Service, cfg: LocalCloudConfig) -> str:
         process = subprocess.Popen(
             service.command,
             cwd=PROJECT_ROOT,
-            env=os.environ | service.env,
+            env=service_environment(service),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -181,20 +199,24 @@ def stop(service: Service, cfg: LocalCloudConfig) -> str:
 
 def connection_uri_json(cfg: LocalCloudConfig) -> str:
     """The Airflow AWS connection for local mode: MiniStack for everything, SageMaker per service."""
+    keys = install_credentials(cfg)
     sagemaker = {"endpoint_url": cfg.sagemaker_url}
     extra = {
         "region_name": REGION,
         "endpoint_url": cfg.ministack_url,
         "service_config": {"sagemaker": sagemaker, "sagemaker-runtime": sagemaker},
     }
-    return json.dumps({"conn_type": "aws", "login": DUMMY_ACCESS_KEY, "password": DUMMY_SECRET_KEY, "extra": extra})
+    connection = {"conn_type": "aws", "login": keys.access_key_id, "password": keys.secret_access_key, "extra": extra}
+    return json.dumps(connection)
 
 
 def environment(cfg: LocalCloudConfig) -> dict[str, str]:
+    keys = install_credentials(cfg)
     return {
+        **keys.as_env(),
         "AIRFLOW_CONN_AWS_DEFAULT": connection_uri_json(cfg),
-        "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": cfg.ministack_url,
         "AWS_ENDPOINT_URL_SAGEMAKER": cfg.sagemaker_url,
@@ -204,10 +226,11 @@ def environment(cfg: LocalCloudConfig) -> dict[str, str]:
 
 
 def write_env_file(cfg: LocalCloudConfig) -> Path:
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in environment(cfg).items()]
-    cfg.env_file.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Written by `make up`: source it to point AWS clients at the local cloud.\n"
-    cfg.env_file.write_text(header + "\n".join(lines) + "\n")
+    header = (
+        "# Written by `make up`: source it to point AWS clients at the local cloud. It holds the local cloud's\n"
+        "# own credentials (not AWS's), which every request to it must be signed with: keep it private (0600).\n"
+    )
+    credentials.write_private(cfg.env_file, header + credentials.exports(environment(cfg)))
     return cfg.env_file
 
 
@@ -215,6 +238,11 @@ def up(cfg: LocalCloudConfig) -> list[str]:
     report = [f"{s.name:<10} {start(s, cfg)} on http://{BIND_HOST}:{s.port}" for s in services(cfg)]
     report.append(f"env file   {write_env_file(cfg)}")
     return report
+
+
+def write_credentials(cfg: LocalCloudConfig) -> list[str]:
+    """`make credentials`: the env file without starting anything (docker compose reads the keys from it)."""
+    return [f"env file   {write_env_file(cfg)}"]
 
 
 def down(cfg: LocalCloudConfig) -> list[str]:
@@ -230,9 +258,9 @@ def status(cfg: LocalCloudConfig) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"up": up, "down": down, "status": status}
+    commands = {"up": up, "down": down, "status": status, "credentials": write_credentials}
     if len(args) != 1 or args[0] not in commands:
-        print("usage: python -m localcloud {up|down|status}", file=sys.stderr)
+        print("usage: python -m localcloud {up|down|status|credentials}", file=sys.stderr)
         return 2
     try:
         for line in commands[args[0]](LocalCloudConfig.from_env()):

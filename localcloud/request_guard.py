@@ -1,4 +1,5 @@
-"""Which requests the local cloud answers at all: the browser-isolation rules both services share.
+"""Which requests the local cloud answers at all: the browser-isolation rules both services share, and the
+signature check (`SignatureCheck`, over localcloud/sigv4.py) in front of MiniStack.
 
 Binding to 127.0.0.1 does not keep a web page out: the browser on the same machine can reach loopback. A page
 reaches a local service in two ways, and each is refused here before any operation runs:
@@ -19,12 +20,16 @@ middleware passes lifespan and everything it allows through untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from localcloud import sigv4
 
 ALLOWED_ORIGINS_VARIABLE = "LOCALCLOUD_ALLOWED_ORIGINS"
 ALLOWED_HOSTS_VARIABLE = "LOCALCLOUD_ALLOWED_HOSTS"
@@ -148,3 +153,87 @@ class RequestGuard:
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
+
+
+MAX_BUFFERED_BODY_BYTES = 96 * 1024 * 1024  # Lambda's direct-upload zip (50 MB) as base64 JSON, with room
+
+
+class SignatureCheck:
+    """ASGI middleware that answers only requests signed with one of `keys` (access key id -> secret), with
+    the error of the request's own protocol otherwise (localcloud/sigv4.py). A request without a
+    payload-hash header (every service but S3) is read into memory first, up to `max_body_bytes`, since its
+    signature covers the body; S3's `x-amz-content-sha256` stands for its body, which then streams through.
+    Unsigned requests are refused before their body is read. WebSockets are refused: nothing here signs them."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Mapping[str, str],
+        *,
+        service: str | None = None,
+        exempt: sigv4.Exemption = lambda request: False,
+        max_body_bytes: int = MAX_BUFFERED_BODY_BYTES,
+    ) -> None:
+        self.app, self.keys, self.service, self.exempt = app, dict(keys), service, exempt
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "unsigned WebSocket refused"})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = sigv4.Request.from_asgi(scope)
+        if self.exempt(request):
+            await self.app(scope, receive, send)
+            return
+        signature = sigv4.parse(request)
+        if isinstance(signature, sigv4.Refusal):
+            await self._refuse(send, request, signature)
+            return
+        if request.header(sigv4.PAYLOAD_HASH_HEADER) is None:
+            body = await _read_at_most(receive, self.max_body_bytes)
+            if body is None:
+                too_large = f"Request body is larger than {self.max_body_bytes} bytes, the most the local cloud reads."
+                await self._refuse(send, request, sigv4.Refusal(sigv4.TOO_LARGE, too_large, signature.service))
+                return
+            request = dataclasses.replace(request, body=body)
+            receive = _replay(body, receive)
+        refusal = sigv4.verify(request, self.keys, service=self.service)
+        if refusal is not None:
+            await self._refuse(send, request, refusal)
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send: Send, request: sigv4.Request, refusal: sigv4.Refusal) -> None:
+        rendered = sigv4.render(refusal, sigv4.protocol_of(request, refusal), str(uuid.uuid4()))
+        await RequestGuard._reply(send, rendered.status, rendered.body, rendered.headers)
+
+
+async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then whatever the connection says next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> MutableMapping[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replay

@@ -57,8 +57,11 @@ class LocalCloud:
     cfg: LocalCloudConfig
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        # AWS_ENDPOINT_URL_* from launcher.environment() route each service; nothing else is set.
-        return boto3.client(service, **kwargs)
+        # AWS_ENDPOINT_URL_* from launcher.environment() route each service; the keys are this cloud's own.
+        keys = launcher.install_credentials(self.cfg)
+        return boto3.client(
+            service, aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key, **kwargs
+        )
 
     def restart_sagemaker(self) -> None:
         sagemaker = launcher.services(self.cfg)[1]
@@ -78,6 +81,8 @@ def running_local_cloud(home: Path) -> Iterator[LocalCloud]:
     cfg = LocalCloudConfig.from_env(os.environ | env)
     saved = dict(os.environ)
     os.environ.update(env | launcher.environment(cfg))
+    # Each cloud has its own keys, and boto3's default session keeps the first credentials it finds: start afresh.
+    boto3.DEFAULT_SESSION = None
     try:
         launcher.up(cfg)
         yield LocalCloud(cfg)
@@ -85,6 +90,7 @@ def running_local_cloud(home: Path) -> Iterator[LocalCloud]:
         launcher.down(cfg)
         os.environ.clear()
         os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
 
 
 @pytest.fixture(scope="session")

@@ -30,10 +30,9 @@ from tools.cifar_mirror import configured_or_fixture_source  # noqa: E402
 # The warning lines a successful demo prints, and why; Airflow's other known warnings are silenced by
 # tools/airflow_local.py (KNOWN_AIRFLOW_WARNINGS). The README lists them too.
 EXPECTED_WARNINGS = (
-    "expected warnings above, if any: Airflow's \"Skipping masking for a secret as it's too short\" (once per "
-    "`airflow dags test`) is about the local cloud's dummy credentials test/test, which are no secret; on a "
-    're-run, the provider\'s "cannot create already existing endpoint ..., updating it" and "Provided tags '
-    'will be ignored" are the blue/green update of the live endpoint, which keeps its tags'
+    "expected warnings above, if any: on a re-run, the provider's \"cannot create already existing endpoint ..., "
+    'updating it" and "Provided tags will be ignored" are the blue/green update of the live endpoint, which keeps '
+    "its tags"
 )
 BURST_EXECUTIONS = 40
 BURST_RATE_PER_S = 10.0

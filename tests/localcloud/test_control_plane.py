@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
-from tests.localcloud.helpers import assert_valid_output, error_of
+from tests.localcloud.helpers import assert_valid_output, error_of, signed_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -122,9 +122,8 @@ def test_tags_round_trip(sagemaker: Any) -> None:
 
 
 def raw_post(url: str, body: bytes, target: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"}
-    )
+    headers = signed_headers(url, body, {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

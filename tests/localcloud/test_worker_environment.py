@@ -1,5 +1,5 @@
 """What a model server process starts with: one OpenMP thread unless someone says otherwise, the model's
-Environment over the defaults, the local cloud's endpoint and dummy keys last, and nothing else of the local
+Environment over the defaults, the local cloud's endpoint and install keys last, and nothing else of the local
 SageMaker's own environment: no interpreter variables, no AWS credentials, no secrets (also checked inside a real
 model server). Training jobs share the definition, so one test checks them too."""
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
+from localcloud.config import REGION
+from localcloud.credentials import Credentials
 from localcloud.sagemaker.runners.hosting import ModelServer, worker_environment
 from localcloud.sagemaker.runners.training import TrainingRunner, TrainingSpec
 
@@ -56,6 +57,17 @@ CONTRACT = {
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 }
+
+
+# The install's keys, as the launcher puts them in the local SageMaker's environment (assembled, as above).
+INSTALL = Credentials("LKIA" + "INSTALL" * 2 + "KY", "-".join(["install", "secret", "0" * 20]))
+
+
+@pytest.fixture(autouse=True)
+def install_keys(monkeypatch: pytest.MonkeyPatch) -> Credentials:
+    for name, value in INSTALL.as_env().items():
+        monkeypatch.setenv(name, value)
+    return INSTALL
 
 
 @pytest.fixture
@@ -112,13 +124,16 @@ def test_nothing_but_the_contract_and_the_models_environment(monkeypatch: pytest
     assert set(env) - {"GREETING"} <= CONTRACT, sorted(set(env) - CONTRACT)
 
 
-def test_boto3_in_the_model_reaches_the_local_cloud_with_dummy_keys(canaries: dict[str, str]) -> None:
+def test_boto3_in_the_model_reaches_the_local_cloud_with_the_install_keys(canaries: dict[str, str]) -> None:
     # Even a model Environment naming real AWS cannot redirect it: the local cloud's settings come last
     env = worker_environment(
         {"AWS_ENDPOINT_URL": "https://s3.amazonaws.com", "AWS_REGION": "eu-west-1"}, PYTHON, ENDPOINT
     )
     assert env["AWS_ENDPOINT_URL"] == env["S3_ENDPOINT_URL"] == ENDPOINT
-    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY)
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+        INSTALL.access_key_id,
+        INSTALL.secret_access_key,
+    )
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
 
 
@@ -166,4 +181,5 @@ def test_model_code_in_a_real_server_sees_no_canary(canaries: dict[str, str], tm
     seen = json.loads(reply.body)
     # Then no canary is visible to model code; its own Environment and the local cloud's settings are
     assert leaked(seen, canaries) == {} and "SCONES_CANARY_SECRET" not in seen
-    assert (seen["GREETING"], seen["AWS_ENDPOINT_URL"], seen["AWS_ACCESS_KEY_ID"]) == ("hi", ENDPOINT, DUMMY_ACCESS_KEY)
+    assert (seen["GREETING"], seen["AWS_ENDPOINT_URL"]) == ("hi", ENDPOINT)
+    assert seen["AWS_ACCESS_KEY_ID"] == INSTALL.access_key_id and INSTALL.access_key_id not in CANARIES.values()

@@ -33,11 +33,14 @@ SCENARIO_ORDER = (
     "test_training_crash",
     "test_endpoint_worker_crash",
     "test_ministack_restart",
+    "test_ministack_crash",
     "test_load",
     "test_bad_input",
     "test_idempotency",
     "test_security",
     "test_browser_isolation",
+    "test_authentication",
+    "test_limits",
 )
 MEASUREMENTS: dict[str, str] = {}
 

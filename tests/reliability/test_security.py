@@ -25,7 +25,6 @@ from include.scones.sagemaker_requests import RunPlan, endpoint_config, model, t
 from include.scones.state_machine import template_text
 from include.scones.workflow_steps import FUNCTIONS
 from localcloud import launcher
-from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY
 from tests.conftest import LocalCloud
 from tests.localcloud.helpers import unique
 from tests.localcloud.test_hosting import Deployer, worker_pids
@@ -140,11 +139,13 @@ def test_the_deployed_model_code_refuses_a_pickled_object_in_place_of_its_weight
 
 
 # --- credentials ---------------------------------------------------------------------------------------------
-# The local cloud's dummy keys, by value and by the constants' names (MiniStack and the local SageMaker accept any
-# signature; AWS rejects them).
-ALLOWED_CREDENTIALS = {DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, "DUMMY_ACCESS_KEY", "DUMMY_SECRET_KEY"}
+# Placeholders in unit tests' fake connections: neither AWS nor the local cloud (which checks signatures against
+# per-install keys, localcloud/credentials.py) accepts them.
+PLACEHOLDER = "test"
+ALLOWED_CREDENTIALS = {PLACEHOLDER}
 CREDENTIAL_PATTERNS = {
-    "AWS access key id": re.compile(r"(?<![0-9A-Z])(?P<value>(?:AKIA|ASIA)[0-9A-Z]{16})(?![0-9A-Z])"),
+    # AWS's long-term and temporary keys, and the local cloud's own (LKIA), which live only in .localcloud/env
+    "AWS access key id": re.compile(r"(?<![0-9A-Z])(?P<value>(?:AKIA|ASIA|LKIA)[0-9A-Z]{16})(?![0-9A-Z])"),
     "AWS secret access key": re.compile(
         r"(?i)aws_?secret_?access_?key\W{0,3}\s*[:=]\s*\W{0,2}(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"
     ),
@@ -197,17 +198,19 @@ def test_the_repository_holds_no_credentials() -> None:
     assert find_credentials(PROJECT_ROOT, files) == []
 
 
-def test_the_scanner_finds_planted_credentials_and_allows_only_the_dummy_keys(tmp_path: Path) -> None:
+def test_the_scanner_finds_planted_credentials_and_allows_only_placeholders(tmp_path: Path) -> None:
     # The planted values are assembled here, so this file itself holds none of them.
     key_id, secret = "AKIA" + "QX7" * 5 + "Z", "wJalr" + "K7MDENG/bPxRfiCY" * 2 + "Ab1"
+    local_key = "LKIA" + "LOCAL" * 3 + "K"
     stolen = "hunter" + "2"
     lines = {
         "leak.env": [
             f"{name}={value}" for name, value in (("AWS_ACCESS_KEY_ID", key_id), ("AWS_SECRET_ACCESS_KEY", secret))
         ],
-        "conn.json": [json.dumps({"conn_type": "aws", "login": DUMMY_ACCESS_KEY, "password": stolen})],
-        "dummy.py": [json.dumps({"login": DUMMY_ACCESS_KEY, "password": DUMMY_SECRET_KEY}), "key = DUMMY_SECRET_KEY"],
-        "dummy.env": [f"export {name}={DUMMY_SECRET_KEY}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
+        "conn.json": [json.dumps({"conn_type": "aws", "login": PLACEHOLDER, "password": stolen})],
+        "placeholder.py": [json.dumps({"login": PLACEHOLDER, "password": PLACEHOLDER})],
+        "placeholder.env": [f"export {name}={PLACEHOLDER}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
+        "local.env": [f"LOCALCLOUD_ACCESS_KEY_ID={local_key}"],
         "id_rsa": ["-----BEGIN OPENSSH " + "PRIVATE KEY-----", "b3BlbnNzaC1rZXk="],
     }
     for name, content in lines.items():
@@ -219,6 +222,7 @@ def test_the_scanner_finds_planted_credentials_and_allows_only_the_dummy_keys(tm
         ("leak.env:2", "AWS secret access key"),
         ("leak.env:2", "credential in the environment"),
         ("conn.json:1", "credential set to a literal"),
+        ("local.env:1", "AWS access key id"),
         ("id_rsa:1", "private key"),
     }
     assert all(secret not in f.value and key_id not in f.value for f in found)  # the report does not repeat them

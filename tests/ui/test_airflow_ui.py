@@ -19,7 +19,8 @@ import pytest
 
 from include.scones.monitoring.capture import display_time
 from include.scones.params import PARAM_SCHEMAS
-from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
+from localcloud import launcher
+from localcloud.config import REGION
 from tests.ui.conftest import AirflowUI, log_in
 
 pytestmark = pytest.mark.e2e
@@ -130,11 +131,12 @@ def test_the_workflow_dag_follows_the_deploy(triggered: dict[str, Any], airflow_
 
 
 def latest_summary(ui: AirflowUI) -> dict[str, Any]:
+    keys = launcher.install_credentials(ui.cfg)
     s3 = boto3.client(
         "s3",
         endpoint_url=ui.cfg.ministack_url,
-        aws_access_key_id=DUMMY_ACCESS_KEY,
-        aws_secret_access_key=DUMMY_SECRET_KEY,
+        aws_access_key_id=keys.access_key_id,
+        aws_secret_access_key=keys.secret_access_key,
         region_name=REGION,
     )
     body = s3.get_object(Bucket="scones-ui-e2e", Key="monitoring/latest/summary.json")["Body"].read()

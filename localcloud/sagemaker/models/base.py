@@ -13,7 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud.config import ACCOUNT_ID, DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
+from localcloud.config import ACCOUNT_ID, REGION
+from localcloud.credentials import Credentials
 from localcloud.sagemaker.exceptions import ValidationException
 from localcloud.sagemaker.store import Store
 
@@ -38,6 +39,8 @@ class Context:
     home: Path
     ministack_url: str
     pytorch_python: Path
+    # The install's keys (LOCALCLOUD_* in the server's environment, set by the launcher): MiniStack checks them.
+    credentials: Credentials = field(default_factory=Credentials.from_env)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _clients: dict[str, Any] = field(default_factory=dict)
 
@@ -49,8 +52,8 @@ class Context:
                     service,
                     endpoint_url=self.ministack_url,
                     region_name=REGION,
-                    aws_access_key_id=DUMMY_ACCESS_KEY,
-                    aws_secret_access_key=DUMMY_SECRET_KEY,
+                    aws_access_key_id=self.credentials.access_key_id,
+                    aws_secret_access_key=self.credentials.secret_access_key,
                     config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32),
                 )
             return self._clients[service]

@@ -1,7 +1,7 @@
 """The environment a job's or a model's process starts with: clean, like a fresh container's.
 
 A training job and a model server run user code. They get the few basics a process needs, the user's
-`Environment`, and the local cloud's endpoints with its dummy keys, and nothing else of the local SageMaker's own
+`Environment`, and the local cloud's endpoints with its keys, and nothing else of the local SageMaker's own
 environment: the shell of `make up` may hold real AWS credentials (`AWS_SESSION_TOKEN`, `AWS_PROFILE`, ...) or
 other secrets, which user code must not read and its boto3 must not use to reach real AWS."""
 
@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from localcloud.config import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION
+from localcloud.config import REGION
+from localcloud.credentials import Credentials
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -31,13 +32,15 @@ def process_basics(python: Path) -> dict[str, str]:
 
 
 def local_cloud_aws(endpoint_url: str) -> dict[str, str]:
-    """The AWS SDK settings that send every boto3 call of user code to the local cloud, signed with its dummy keys
-    (on SageMaker the instance role plays this part)."""
+    """The AWS SDK settings that send every boto3 call of user code to the local cloud, signed with the install's
+    keys from this process's environment (on SageMaker the instance role plays this part). Never the user's own
+    AWS credentials: the launcher starts the local SageMaker without any `AWS_*` variable."""
+    keys = Credentials.from_env()
     return {
         "S3_ENDPOINT_URL": endpoint_url,
         "AWS_ENDPOINT_URL": endpoint_url,
-        "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
     }

@@ -1,8 +1,9 @@
-"""Limits of the local SageMaker, tried as an attacker would, each answered with AWS's error code while the
+"""Scenario 10, limits of the local SageMaker, tried as an attacker would, each answered with AWS's error code while the
 service keeps serving: capped request bodies (raw HTTP, lying and missing Content-Length), NaN/Infinity and
 non-integers in integer fields, deep nesting, instance quotas, runtime header lengths, and data capture
 destinations (bad schemes, missing buckets, bounded retries, spools removed with their endpoint).
-Pure validator rules: test_validation.py."""
+Pure validator rules: tests/localcloud/test_validation.py. Runs against this package's own cloud, like the other
+scenarios; the first ones leave it with a deployed endpoint, which changes nothing here."""
 
 from __future__ import annotations
 
@@ -30,12 +31,35 @@ from localcloud.sagemaker.responses import MAX_CONTROL_PLANE_BODY_BYTES, Oversiz
 from localcloud.sagemaker.runners.capture import CaptureWriter
 from localcloud.sagemaker.validation import MAX_ECHOED_CHARS, MAX_NESTING_DEPTH
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN, LocalCloud
-from tests.localcloud.helpers import create_pure_python_model, error_of, unique, wait_for
+from tests.localcloud.helpers import create_pure_python_model, error_of, signed_headers, unique, wait_for
 
 MIB = 1024 * 1024
 ANSWER_WITHIN_S = 5.0  # an oversized body must be refused long before it could have been read
 DEPLOY_TIMEOUT_S = 60.0
 QUOTAS = InstanceQuotas.from_env()  # what the server under test runs with (the same environment)
+
+pytestmark = pytest.mark.e2e
+
+
+# The package's cloud under the names the session fixtures use (tests/conftest.py), so the scenarios share it.
+@pytest.fixture(scope="module")
+def local_cloud(cloud: LocalCloud) -> LocalCloud:
+    return cloud
+
+
+@pytest.fixture(scope="module")
+def sagemaker(cloud: LocalCloud) -> Any:
+    return cloud.client("sagemaker")
+
+
+@pytest.fixture(scope="module")
+def runtime(cloud: LocalCloud) -> Any:
+    return cloud.client("sagemaker-runtime")
+
+
+@pytest.fixture(scope="module")
+def s3(cloud: LocalCloud) -> Any:
+    return cloud.client("s3")
 
 
 # --- the capped body reader (no server) ------------------------------------------------------------------
@@ -190,7 +214,8 @@ def test_boto3_reads_the_early_answer_to_an_oversized_body(sagemaker: Any, runti
 
 # --- JSON the service must refuse ------------------------------------------------------------------------
 def control_plane(url: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url + "/", data=body, method="POST", headers={"X-Amz-Target": target})
+    headers = signed_headers(url + "/", body, {"X-Amz-Target": target})
+    request = urllib.request.Request(url + "/", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
