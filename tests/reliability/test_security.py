@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from include.scones import settings as scones_settings
+from include.scones.lambda_deploy import FUNCTIONS
 from include.scones.sagemaker_requests import RunPlan, endpoint_config, model, training_job, transform_job
 from include.scones.state_machine import template_text
-from include.scones.workflow_steps import FUNCTIONS
 from localcloud import launcher
 from tests.conftest import LocalCloud
 from tests.localcloud.helpers import unique
@@ -143,6 +143,9 @@ def test_the_deployed_model_code_refuses_a_pickled_object_in_place_of_its_weight
 # per-install keys, localcloud/credentials.py) accepts them.
 PLACEHOLDER = "test"
 ALLOWED_CREDENTIALS = {PLACEHOLDER}
+# A reference to a value kept elsewhere, not a value: compose's `${LOCALCLOUD_SECRET_ACCESS_KEY:?...}` and the
+# README's `<LOCALCLOUD_SECRET_ACCESS_KEY>`.
+REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(?::[-?][^}]*)?\}|<[A-Z][A-Z0-9_]*>")
 CREDENTIAL_PATTERNS = {
     # AWS's long-term and temporary keys, and the local cloud's own (LKIA), which live only in .localcloud/env
     "AWS access key id": re.compile(r"(?<![0-9A-Z])(?P<value>(?:AKIA|ASIA|LKIA)[0-9A-Z]{16})(?![0-9A-Z])"),
@@ -181,7 +184,7 @@ def find_credentials(root: Path, files: list[str]) -> list[Finding]:
         text = data.decode("utf-8", errors="replace")
         for kind, pattern in CREDENTIAL_PATTERNS.items():
             for match in pattern.finditer(text):
-                if match["value"] not in ALLOWED_CREDENTIALS:
+                if match["value"] not in ALLOWED_CREDENTIALS and not REFERENCE.fullmatch(match["value"]):
                     line = text.count("\n", 0, match.start()) + 1
                     findings.append(Finding(f"{name}:{line}", kind, match["value"][:8] + "…"))
     return findings
@@ -211,6 +214,7 @@ def test_the_scanner_finds_planted_credentials_and_allows_only_placeholders(tmp_
         "placeholder.py": [json.dumps({"login": PLACEHOLDER, "password": PLACEHOLDER})],
         "placeholder.env": [f"export {name}={PLACEHOLDER}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
         "local.env": [f"LOCALCLOUD_ACCESS_KEY_ID={local_key}"],
+        "references.yaml": ['password: "${LOCALCLOUD_SECRET_ACCESS_KEY:?run make credentials}"', 'login: "<KEY_ID>"'],
         "id_rsa": ["-----BEGIN OPENSSH " + "PRIVATE KEY-----", "b3BlbnNzaC1rZXk="],
     }
     for name, content in lines.items():
