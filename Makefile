@@ -53,7 +53,7 @@ clean-state: down  ## Delete all local cloud state (.localcloud/)
 
 # --- the mission -----------------------------------------------------------------------------
 fixture: $(VENV)/.installed  ## Build a CIFAR-100-format archive from datasets/ and print its MD5 (SOURCE=, OUTPUT=)
-	$(PY) -m include.scones.fixture $(if $(SOURCE),--source $(SOURCE)) $(if $(OUTPUT),--output $(OUTPUT))
+	$(PY) -m tools.fixture $(if $(SOURCE),--source $(SOURCE)) $(if $(OUTPUT),--output $(OUTPUT))
 
 demo: up  ## Run the whole mission on the local cloud and print a summary (SCONES_CIFAR_URL/MD5 for a mirror)
 	$(PY) tools/demo.py

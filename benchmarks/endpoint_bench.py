@@ -46,8 +46,8 @@ from benchmarks.context import (
 from benchmarks.results import latency_summary, percentile
 from include.scones import archives, sagemaker_requests
 from include.scones.manifests import read_lst
-from include.scones.params import defaults
-from include.scones.sagemaker_requests import RunPlan
+from include.scones.params import defaults, validate
+from include.scones.records import RunPlan
 from localcloud import sigv4
 from localcloud.config import REGION
 from localcloud.credentials import Credentials
@@ -77,7 +77,7 @@ def bench_plan(stamp: str) -> RunPlan:
         model_output_uri=f"s3://{BUCKET}/models/",
         capture_uri=f"s3://{BUCKET}/data_capture",
         registry_key=f"registry/{ENDPOINT_NAME}.json",
-        params=defaults(),
+        params=validate(defaults()),
     )
 
 

@@ -25,11 +25,11 @@ from typing import Any
 from benchmarks.context import MODEL_CODE, TORCH_CHILD, BenchContext, load_average, log, run_child, utc_now
 from include.scones import evaluation
 from include.scones.cifar import read_archive
-from include.scones.fixture import build_fixture
 from include.scones.manifests import read_lst
 from include.scones.params import PARAM_SCHEMAS
-from include.scones.transform import transform
+from include.scones.transform import write_channels
 from tools.cifar_mirror import ARCHIVE_NAME, DATASET
+from tools.fixture import build_fixture
 
 CLASSES: list[str] = list(PARAM_SCHEMAS["classes"]["default"])
 THRESHOLD = float(PARAM_SCHEMAS["confidence_threshold"]["default"])
@@ -57,7 +57,7 @@ def channels(ctx: BenchContext) -> tuple[Path, str]:
     archive, md5, description = data_source(ctx)
     out = ctx.work_dir / "channels" / md5
     if not (out / "manifest.json").exists():
-        transform(read_archive(archive), CLASSES, out, md5)
+        write_channels(read_archive(archive), CLASSES, out, md5)
     return out, description
 
 
@@ -88,8 +88,9 @@ def member_seconds(output: str) -> list[float]:
 def train(
     ctx: BenchContext, channel_dir: Path, model_dir: Path
 ) -> tuple[dict[str, float | None], float, float, list[float]]:
-    """Run train.py with its defaults; returns (the metrics it printed, wall seconds, CPU seconds of the child,
-    wall seconds per ensemble member)."""
+    """Run train.py with its defaults and, as the training DAG sends it, the Param's confidence threshold (so its
+    printed test_pass_share is at the same threshold as the hooks' score); returns (the metrics it printed, wall
+    seconds, CPU seconds of the child, wall seconds per ensemble member)."""
     shutil.rmtree(model_dir, ignore_errors=True)
     output_dir = model_dir.parent / "output-data"
     env = {
@@ -102,7 +103,10 @@ def train(
     }
     cpu_before = _children_cpu_seconds()
     output, seconds = run_child(
-        [str(ctx.pytorch_python), "train.py"], env=env, cwd=MODEL_CODE, echo=lambda line: log(f"train.py: {line}")
+        [str(ctx.pytorch_python), "train.py", "--confidence_threshold", str(THRESHOLD)],
+        env=env,
+        cwd=MODEL_CODE,
+        echo=lambda line: log(f"train.py: {line}"),
     )
     return parse_metrics(output), seconds, _children_cpu_seconds() - cpu_before, member_seconds(output)
 

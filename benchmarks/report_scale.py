@@ -38,7 +38,7 @@ def measure(root: Path, hours: int) -> dict[str, object]:
     started = time.perf_counter()
     from include.scones.monitoring.capture import Window, keys_in_window
     from include.scones.monitoring.report import build_report, report_files
-    from include.scones.monitoring.synthetic import Traffic
+    from tools.synthetic_traffic import Traffic
 
     window = Window(START, START + timedelta(hours=hours))
     keys = [str(path.relative_to(root)) for path in root.rglob("*.jsonl")]
@@ -74,7 +74,7 @@ def main() -> int:
         print(json.dumps(measure(args.measure, args.hours)))
         return 0
 
-    from include.scones.monitoring.synthetic import Traffic
+    from tools.synthetic_traffic import Traffic
 
     with tempfile.TemporaryDirectory(prefix="report-scale-") as tmp:
         root = Path(tmp)

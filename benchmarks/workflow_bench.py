@@ -21,11 +21,11 @@ from typing import Any
 from benchmarks import endpoint_bench, model_bench
 from benchmarks.context import BENCH_DIR, BUCKET, ENDPOINT_NAME, BenchContext, load_average, log, utc_now
 from benchmarks.results import latency_summary, percentile
-from include.scones import workflow_steps
-from include.scones.load_generator import tally
+from include.scones import lambda_deploy, state_machine_deploy
 from include.scones.manifests import read_lst
 from localcloud import launcher
 from localcloud.config import ACCOUNT_ID
+from tools.load_generator import tally
 
 EXECUTIONS = 100  # of each machine, measured
 WARMUP_EXECUTIONS = 3  # of each machine, first: Lambda workers start cold
@@ -39,9 +39,9 @@ STATES_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/scones-states-execution"
 TEST_PREFIX = "datasets/bench/test/images/"
 
 
-def bench_functions(prefix: str) -> list[workflow_steps.FunctionSpec]:
+def bench_functions(prefix: str) -> list[lambda_deploy.FunctionSpec]:
     """The workflow's three function specs (timeouts, memory, placeholders) under bench names."""
-    return [replace(spec, name=spec.name.replace("scones-", f"{prefix}-", 1)) for spec in workflow_steps.FUNCTIONS]
+    return [replace(spec, name=spec.name.replace("scones-", f"{prefix}-", 1)) for spec in lambda_deploy.FUNCTIONS]
 
 
 def connection_extra(ctx: BenchContext) -> dict[str, Any]:
@@ -54,27 +54,27 @@ def deploy(ctx: BenchContext) -> tuple[str, str]:
     client = ctx.client("lambda")
     sfn = ctx.client("stepfunctions")
     environment = {"ENDPOINT_NAME": ENDPOINT_NAME, "THRESHOLD": repr(model_bench.THRESHOLD)}
-    environment |= workflow_steps.endpoint_environment(connection_extra(ctx))
+    environment |= lambda_deploy.endpoint_environment(connection_extra(ctx))
     real = {
-        spec.placeholder: workflow_steps.ensure_function(
+        spec.placeholder: lambda_deploy.ensure_function(
             client,
             spec,
             LAMBDA_ROLE_ARN,
             environment,
-            workflow_steps.lambda_zip(workflow_steps.LAMBDAS_DIR / spec.folder),
+            lambda_deploy.lambda_zip(lambda_deploy.LAMBDAS_DIR / spec.folder),
         )
         for spec in bench_functions("scones-bench")
     }
-    noop_code = workflow_steps.lambda_zip(NOOP_FOLDER)
+    noop_code = lambda_deploy.lambda_zip(NOOP_FOLDER)
     noop = {
-        spec.placeholder: workflow_steps.ensure_function(client, spec, LAMBDA_ROLE_ARN, {}, noop_code)
+        spec.placeholder: lambda_deploy.ensure_function(client, spec, LAMBDA_ROLE_ARN, {}, noop_code)
         for spec in bench_functions("scones-bench-noop")
     }
-    real_arn = workflow_steps.ensure_state_machine(
-        sfn, REAL_MACHINE, workflow_steps.render_definition(real), STATES_ROLE_ARN
+    real_arn = state_machine_deploy.ensure_state_machine(
+        sfn, REAL_MACHINE, state_machine_deploy.render_definition(real), STATES_ROLE_ARN
     )["arn"]
-    noop_arn = workflow_steps.ensure_state_machine(
-        sfn, NOOP_MACHINE, workflow_steps.render_definition(noop), STATES_ROLE_ARN
+    noop_arn = state_machine_deploy.ensure_state_machine(
+        sfn, NOOP_MACHINE, state_machine_deploy.render_definition(noop), STATES_ROLE_ARN
     )["arn"]
     return real_arn, noop_arn
 
@@ -94,7 +94,7 @@ def upload_test_images(ctx: BenchContext) -> list[dict[str, str]]:
     for row in rows:
         by_label.setdefault(row.label, []).append(row.filename)
     alternating = [name for group in itertools.zip_longest(*by_label.values()) for name in group if name]
-    return [{"s3_bucket": BUCKET, "s3_key": TEST_PREFIX + name} for name in alternating]
+    return [state_machine_deploy.execution_input(BUCKET, TEST_PREFIX + name) for name in alternating]
 
 
 def execute(sfn: Any, machine_arn: str, payload: dict[str, str]) -> dict[str, Any]:

@@ -25,13 +25,12 @@ from airflow.providers.amazon.aws.operators.step_function import StepFunctionSta
 from airflow.sdk import Asset, AssetOrTimeSchedule, PokeReturnValue, TaskGroup, chain, dag, task
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
-from include.scones.settings import AWS_CONN_ID_VARIABLE, ENDPOINT_ASSET_NAME, POLL_SECONDS_VARIABLE, parse_time_setting
+from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
 
-AWS_CONN_ID = parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
-POLL_SECONDS = int(parse_time_setting(POLL_SECONDS_VARIABLE, "30"))
+PARSE_TIME = parse_time()
 SCHEDULE = AssetOrTimeSchedule(
-    timetable=UpcomingCronTimetable(parse_time_setting("SCONES_WORKFLOW_SCHEDULE", "@hourly"), timezone="UTC"),
+    timetable=UpcomingCronTimetable(PARSE_TIME.workflow_schedule, timezone="UTC"),
     assets=Asset(name=ENDPOINT_ASSET_NAME),
 )
 
@@ -39,15 +38,14 @@ SCHEDULE = AssetOrTimeSchedule(
 @task
 def plan(dag_run=None) -> dict:
     """The live deployment (endpoint, threshold, test data) and the roles, from settings and the registry."""
-    import json
-
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from include.scones import airflow_runtime
+    from include.scones.records import WorkflowPlan, read_deployment
 
     settings = airflow_runtime.settings()
-    s3 = airflow_runtime.s3_hook()
-    if not s3.check_for_key(settings.registry_key, bucket_name=settings.bucket):
+    deployment = read_deployment(airflow_runtime.s3_hook(), settings.bucket, settings.registry_key)
+    if deployment is None:
         missing = (
             f"no deployed model: s3://{settings.bucket}/{settings.registry_key} is missing; run "
             "scones_training_pipeline first"
@@ -57,116 +55,119 @@ def plan(dag_run=None) -> dict:
             raise AirflowSkipException(missing)
         raise AirflowFailException(missing)
     account = airflow_runtime.sagemaker_hook().account_id
-    return {
-        "registry": json.loads(s3.read_key(settings.registry_key, bucket_name=settings.bucket)),
-        "bucket": settings.bucket,
-        "lambda_role_arn": settings.role_arn(account, settings.lambda_role),
-        "states_role_arn": settings.role_arn(account, settings.states_role),
-    }
+    return WorkflowPlan(
+        deployment=deployment,
+        bucket=settings.bucket,
+        lambda_role_arn=settings.role_arn(account, settings.lambda_role),
+        states_role_arn=settings.role_arn(account, settings.states_role),
+    ).to_xcom()
 
 
 @task
-def deploy_lambdas(run_plan: dict) -> dict:
+def deploy_lambdas(workflow_plan: dict) -> dict:
     """Create or update the three functions (deterministic zips; unchanged code and settings are left alone)."""
-    from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+    from include.scones import airflow_runtime, lambda_deploy
+    from include.scones.records import WorkflowPlan
 
-    from include.scones import airflow_runtime, workflow_steps
-
-    hook = LambdaHook(aws_conn_id=airflow_runtime.aws_conn_id())
-    registry = run_plan["registry"]
-    return workflow_steps.deploy_functions(
+    plan_ = WorkflowPlan.from_xcom(workflow_plan)
+    hook = airflow_runtime.lambda_hook()
+    return lambda_deploy.deploy_functions(
         hook.conn,
-        run_plan["lambda_role_arn"],
-        registry["endpoint_name"],
-        registry["confidence_threshold"],
+        plan_.lambda_role_arn,
+        plan_.deployment.endpoint_name,
+        plan_.deployment.confidence_threshold,
         hook.conn_config.extra_config,
     )
 
 
 @task
-def deploy_state_machine(run_plan: dict, functions: dict) -> str:
+def deploy_state_machine(workflow_plan: dict, functions: dict) -> str:
     """Create or update the state machine from include/scones/state_machine.asl.json."""
-    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+    from include.scones import airflow_runtime, state_machine_deploy
+    from include.scones.records import WorkflowPlan
 
-    from include.scones import airflow_runtime, workflow_steps
-
-    client = StepFunctionHook(aws_conn_id=airflow_runtime.aws_conn_id()).conn
-    definition = workflow_steps.render_definition(functions)
-    machine = workflow_steps.ensure_state_machine(
-        client, workflow_steps.STATE_MACHINE_NAME, definition, run_plan["states_role_arn"]
+    definition = state_machine_deploy.render_definition(functions)
+    machine = state_machine_deploy.ensure_state_machine(
+        airflow_runtime.step_functions(),
+        state_machine_deploy.STATE_MACHINE_NAME,
+        definition,
+        WorkflowPlan.from_xcom(workflow_plan).states_role_arn,
     )
     return machine["arn"]
 
 
 @task
-def pick_smoke_images(run_plan: dict) -> list[dict]:
-    from include.scones import airflow_runtime, workflow_steps
+def pick_smoke_images(workflow_plan: dict) -> list[dict]:
+    from include.scones import airflow_runtime, smoke
+    from include.scones.records import WorkflowPlan
 
-    count = int(airflow_runtime.settings().smoke_executions)
-    return workflow_steps.pick_smoke_images(airflow_runtime.s3_hook(), run_plan["registry"]["data_uri"], count)
+    data_uri = WorkflowPlan.from_xcom(workflow_plan).deployment.data_uri
+    return smoke.pick_smoke_images(airflow_runtime.s3_hook(), data_uri, airflow_runtime.settings().smoke_executions)
 
 
 @task
 def execution_input(image: dict) -> dict:
-    return {"s3_bucket": image["s3_bucket"], "s3_key": image["s3_key"]}
+    from include.scones.state_machine_deploy import execution_input
+
+    return execution_input(image["s3_bucket"], image["s3_key"])
 
 
-@task.sensor(poke_interval=POLL_SECONDS, timeout=900, mode="poke")
+@task.sensor(poke_interval=PARSE_TIME.poll_seconds, timeout=900, mode="poke")
 def wait_for_smoke_executions(execution_arns: list[str]) -> PokeReturnValue:
     """Done when no execution is RUNNING (a low-confidence end is FAILED by design, so the stock sensor won't do)."""
-    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
-
     from include.scones import airflow_runtime
 
-    client = StepFunctionHook(aws_conn_id=airflow_runtime.aws_conn_id()).conn
+    client = airflow_runtime.step_functions()
     # A slice reads the mapped XComs in one request; iterating them asks past the end and logs "XCom not found".
     statuses = [client.describe_execution(executionArn=arn)["status"] for arn in execution_arns[:]]
     return PokeReturnValue(is_done="RUNNING" not in statuses)
 
 
 @task
-def check_smoke_executions(run_plan: dict, images: list[dict], execution_arns: list[str]) -> list[dict]:
+def check_smoke_executions(workflow_plan: dict, images: list[dict], execution_arns: list[str]) -> list[dict]:
     """Each execution SUCCEEDED or ended in the low-confidence state exactly as the threshold says."""
     from dataclasses import asdict
 
-    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+    from include.scones import airflow_runtime, smoke
+    from include.scones.records import WorkflowPlan
 
-    from include.scones import airflow_runtime, workflow_steps
-
-    client = StepFunctionHook(aws_conn_id=airflow_runtime.aws_conn_id()).conn
-    registry = run_plan["registry"]
+    client = airflow_runtime.step_functions()
+    deployment = WorkflowPlan.from_xcom(workflow_plan).deployment
     outcomes = [
-        workflow_steps.judge_execution(client.describe_execution(executionArn=arn), image, registry["classes"])
+        smoke.judge_execution(client.describe_execution(executionArn=arn), image, list(deployment.classes))
         for arn, image in zip(execution_arns[:], images, strict=True)
     ]
-    print(workflow_steps.outcome_table(outcomes))
-    workflow_steps.check_outcomes(outcomes, registry["confidence_threshold"])
+    print(smoke.outcome_table(outcomes))
+    smoke.check_outcomes(outcomes, deployment.confidence_threshold)
     return [asdict(o) for o in outcomes]
 
 
 @task
-def monitoring_report(run_plan: dict) -> dict:
+def monitoring_report(workflow_plan: dict) -> dict:
     """Report on the captures since the last report; an alert fails the task after the report is uploaded."""
     from datetime import UTC, datetime, timedelta
 
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from include.scones import airflow_runtime, workflow_steps
+    from include.scones import airflow_runtime
+    from include.scones.monitoring.publish import NothingNewToReport, build_monitoring_report
     from include.scones.monitoring.report import ReportAlert, check_alerts
     from include.scones.monitoring.stats import Limits
+    from include.scones.records import WorkflowPlan
 
     settings = airflow_runtime.settings()
     limits = Limits(
-        low_confidence_share=float(settings.alert_low_confidence_share),
-        psi=float(settings.alert_psi),
-        min_records=int(settings.alert_min_records),
+        low_confidence_share=settings.alert_low_confidence_share,
+        psi=settings.alert_psi,
+        min_records=settings.alert_min_records,
     )
     try:
-        summary = workflow_steps.build_monitoring_report(
-            airflow_runtime.s3_hook(), settings.bucket, settings.capture_prefix, run_plan["registry"],
-            datetime.now(UTC), limits, timedelta(minutes=float(settings.report_lag_minutes)),
+        summary = build_monitoring_report(
+            airflow_runtime.s3_hook(), settings.bucket, settings.capture_prefix,
+            WorkflowPlan.from_xcom(workflow_plan).deployment, datetime.now(UTC), limits,
+            timedelta(minutes=settings.report_lag_minutes),
         )  # fmt: skip
-    except workflow_steps.NothingNewToReport as exc:
+    except NothingNewToReport as exc:
         raise AirflowSkipException(str(exc)) from exc
     try:
         check_alerts(summary, report_uri=summary["report_uri"])
@@ -189,21 +190,21 @@ def monitoring_report(run_plan: dict) -> dict:
 def scones_inference_workflow() -> None:
     # One TaskGroup per stage, so the graph reads Plan → Deploy → Smoke → Monitor; task ids keep no prefix.
     with TaskGroup(**stage("Plan", "The live model from the training DAG's registry")):
-        run_plan = plan()
+        workflow_plan = plan()
 
     with TaskGroup(**stage("Deploy", "Three Lambdas and the state machine, changed only when needed")):
-        state_machine_arn = deploy_state_machine(run_plan, deploy_lambdas(run_plan))
+        state_machine_arn = deploy_state_machine(workflow_plan, deploy_lambdas(workflow_plan))
 
     with TaskGroup(**stage("Smoke", "Test images through the state machine, judged against the threshold")):
-        images = pick_smoke_images(run_plan)
+        images = pick_smoke_images(workflow_plan)
         started = StepFunctionStartExecutionOperator.partial(
-            task_id="start_smoke_execution", state_machine_arn=state_machine_arn, aws_conn_id=AWS_CONN_ID
+            task_id="start_smoke_execution", state_machine_arn=state_machine_arn, aws_conn_id=PARSE_TIME.aws_conn_id
         ).expand(state_machine_input=execution_input.expand(image=images))
         waited = wait_for_smoke_executions(started.output)
-        checked = check_smoke_executions(run_plan, images, started.output)
+        checked = check_smoke_executions(workflow_plan, images, started.output)
 
     with TaskGroup(**stage("Monitor", "Captured traffic → charts, drift and alerts")):
-        report = monitoring_report(run_plan)
+        report = monitoring_report(workflow_plan)
 
     chain(waited, checked, report)
 

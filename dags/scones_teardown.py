@@ -1,22 +1,48 @@
 """
-### Scones Unlimited: tear down the paid resources
+### Scones Unlimited: tear down the paid resources, or prune the old ones
 
-Deletes the inference workflow (state machine `scones-image-classification` and the three `scones-*`
-Lambdas), then the endpoint `scones-vehicle-classifier` (billed per hour on AWS), every endpoint config and
-model the training DAG created for it (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`), and the deployment registry entry, so
-the next training run deploys from scratch. Data, model artifacts and monitoring reports in S3 are kept.
+Two modes, chosen with the Param **mode** (`choose_mode` runs one branch and skips the other):
 
-Trigger it by hand; it never runs on a schedule. Safe to run twice: the second run deletes nothing.
+- **all** (the default, what a trigger without the form does): deletes the inference workflow (state machine
+  `scones-image-classification` and the three `scones-*` Lambdas), then the endpoint `scones-vehicle-classifier`
+  (billed per hour on AWS), every endpoint config and model the training DAG created for it
+  (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`), and the deployment registry entry, so the next training run deploys from
+  scratch.
+- **prune**: the endpoint and the workflow keep running. Keeps the config the endpoint serves (and the one an
+  update is deploying), the models it serves, and the newest **keep_last** other configs with their models
+  (rollback candidates); deletes every other endpoint config and model made for this endpoint. The task log
+  says what was kept and why.
+
+Data, model artifacts and monitoring reports in S3 are kept in both modes. Trigger it by hand; it never runs on
+a schedule, and not while a training run is deploying. Safe to run twice: the second run deletes nothing.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import chain, dag, task
+from airflow.sdk import Param, chain, dag, task
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.scones.settings import POLL_SECONDS_VARIABLE, parse_time_setting
+from include.scones.settings import parse_time
+from include.scones.teardown import PARAM_SCHEMAS, TeardownParams
 
-POLL_SECONDS = float(parse_time_setting(POLL_SECONDS_VARIABLE, "30"))
+POLL_SECONDS = parse_time().poll_seconds  # SCONES_POLL_SECONDS: the endpoint_deleted waiter's Delay
+
+
+def _params(params: dict | None) -> TeardownParams:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.scones import teardown
+
+    try:
+        return teardown.validate_params(params or {})
+    except teardown.InvalidTeardownParams as exc:  # a retry cannot fix a bad Param
+        raise AirflowFailException(str(exc)) from exc
+
+
+@task.branch
+def choose_mode(params: dict | None = None) -> str:
+    """mode all: delete the workflow, then the endpoint and everything else; mode prune: prune only."""
+    return "delete_workflow" if _params(params).mode == "all" else "prune_configs_and_models"
 
 
 @task
@@ -38,17 +64,25 @@ def delete_endpoint_and_models() -> dict:
 @task
 def delete_workflow() -> dict:
     """The inference workflow's state machine and its three Lambdas."""
-    from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
-    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+    from include.scones import airflow_runtime, lambda_deploy, state_machine_deploy, teardown
 
-    from include.scones import airflow_runtime, teardown, workflow_steps
-
-    conn_id = airflow_runtime.aws_conn_id()
     return teardown.teardown_workflow(
-        LambdaHook(aws_conn_id=conn_id).conn,
-        StepFunctionHook(aws_conn_id=conn_id).conn,
-        workflow_steps.STATE_MACHINE_NAME,
-        [spec.name for spec in workflow_steps.FUNCTIONS],
+        airflow_runtime.lambda_hook().conn,
+        airflow_runtime.step_functions(),
+        state_machine_deploy.STATE_MACHINE_NAME,
+        [spec.name for spec in lambda_deploy.FUNCTIONS],
+    )
+
+
+@task
+def prune_configs_and_models(params: dict | None = None) -> dict:
+    """Keep the live config and models and the newest keep_last configs; delete the other configs and models."""
+    from include.scones import airflow_runtime, teardown
+
+    return teardown.prune(
+        airflow_runtime.sagemaker_hook().conn,
+        airflow_runtime.settings().endpoint_name,
+        keep_last=_params(params).keep_last,
     )
 
 
@@ -61,10 +95,13 @@ def delete_workflow() -> dict:
     doc_md=__doc__,
     tags=["scones", "sagemaker", "teardown"],
     default_args=DEFAULT_ARGS,
+    params={name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()},
 )
 def scones_teardown() -> None:
+    mode = choose_mode()
     # TEARDOWN: the workflow first, so nothing invokes the endpoint while it goes away
-    chain(delete_workflow(), delete_endpoint_and_models())
+    chain(mode, delete_workflow(), delete_endpoint_and_models())
+    chain(mode, prune_configs_and_models())
 
 
 scones_teardown()

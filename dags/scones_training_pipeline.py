@@ -33,18 +33,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
 from include.scones.params import PARAM_SCHEMAS
-from include.scones.settings import (
-    AWS_CONN_ID_VARIABLE,
-    ENDPOINT_ASSET_NAME,
-    POLL_SECONDS_VARIABLE,
-    parse_time_setting,
-)
+from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
 
-AWS_CONN_ID = parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
-SCHEDULE = UpcomingCronTimetable(parse_time_setting("SCONES_TRAINING_SCHEDULE", "@weekly"), timezone="UTC")
-POLL_SECONDS = int(parse_time_setting(POLL_SECONDS_VARIABLE, "30"))
-SAGEMAKER = {"aws_conn_id": AWS_CONN_ID, "check_interval": POLL_SECONDS}
+PARSE_TIME = parse_time()
+AWS_CONN_ID = PARSE_TIME.aws_conn_id
+SCHEDULE = UpcomingCronTimetable(PARSE_TIME.training_schedule, timezone="UTC")
+SAGEMAKER = {"aws_conn_id": AWS_CONN_ID, "check_interval": PARSE_TIME.poll_seconds}
 
 
 @task
@@ -60,7 +55,7 @@ def plan(params: dict | None = None, run_id: str | None = None, dag_run=None) ->
     hook = airflow_runtime.sagemaker_hook()
     return training_steps.plan_run(
         airflow_runtime.settings(), params or {}, run_id, dag_run.run_after, hook.conn_region_name, hook.account_id
-    ).to_dict()
+    ).to_xcom()
 
 
 @task
@@ -86,9 +81,10 @@ def transform(run_plan: dict, archive: dict) -> str:
 
     from include.scones import airflow_runtime, training_steps
     from include.scones.cifar import read_archive
-    from include.scones.transform import transform as write_channels
+    from include.scones.records import RunPlan
+    from include.scones.transform import write_channels
 
-    classes = run_plan["params"]["classes"]
+    classes = list(RunPlan.from_xcom(run_plan).params.classes)
     target = training_steps.channels_dir(airflow_runtime.settings(), archive["md5"], classes)
     manifest = write_channels(read_archive(Path(archive["path"])), classes, target, archive["md5"])
     print(f"dataset {manifest['dataset_id']}: {manifest['counts']}")
@@ -101,10 +97,10 @@ def load(run_plan: dict, channels: str) -> str:
     from pathlib import Path
 
     from include.scones import airflow_runtime, training_steps
-    from include.scones.sagemaker_requests import RunPlan
+    from include.scones.records import RunPlan
 
     return training_steps.load_channels(
-        airflow_runtime.s3_hook(), RunPlan.from_dict(run_plan), airflow_runtime.settings(), Path(channels)
+        airflow_runtime.s3_hook(), RunPlan.from_xcom(run_plan), airflow_runtime.settings(), Path(channels)
     )
 
 
@@ -112,32 +108,36 @@ def load(run_plan: dict, channels: str) -> str:
 def package_code(run_plan: dict) -> str:
     """Upload include/model as sourcedir.tar.gz under a content-hash key."""
     from include.scones import airflow_runtime, training_steps
-    from include.scones.sagemaker_requests import RunPlan
+    from include.scones.records import RunPlan
 
     return training_steps.package_code(
-        airflow_runtime.s3_hook(), RunPlan.from_dict(run_plan), airflow_runtime.settings()
+        airflow_runtime.s3_hook(), RunPlan.from_xcom(run_plan), airflow_runtime.settings()
     )
 
 
 @task
 def build_training_job(run_plan: dict, data_uri: str, code_uri: str) -> dict:
     from include.scones import sagemaker_requests
+    from include.scones.records import RunPlan
 
-    return sagemaker_requests.training_job(sagemaker_requests.RunPlan.from_dict(run_plan), data_uri, code_uri)
+    return sagemaker_requests.training_job(RunPlan.from_xcom(run_plan), data_uri, code_uri)
 
 
 @task(multiple_outputs=True)
 def build_model_requests(run_plan: dict, data_uri: str, training: dict) -> dict:
     """Model, batch transform and endpoint requests for the artifact the training job produced."""
-    from include.scones import sagemaker_requests as requests
+    from include.scones import sagemaker_requests
+    from include.scones.manifests import SplitKeys
+    from include.scones.records import RunPlan
 
-    plan_ = requests.RunPlan.from_dict(run_plan)
+    plan_ = RunPlan.from_xcom(run_plan)
     job = training["Training"]
+    test_images = SplitKeys(data_uri, "test").images
     return {
-        "model": requests.model(plan_, job["ModelArtifacts"]["S3ModelArtifacts"]),
-        "transform": requests.transform_job(plan_, f"{data_uri}test/images/", job["TrainingJobName"]),
-        "endpoint_config": requests.endpoint_config(plan_),
-        "endpoint": requests.endpoint(plan_),
+        "model": sagemaker_requests.model(plan_, job["ModelArtifacts"]["S3ModelArtifacts"]),
+        "transform": sagemaker_requests.transform_job(plan_, test_images, job["TrainingJobName"]),
+        "endpoint_config": sagemaker_requests.endpoint_config(plan_),
+        "endpoint": sagemaker_requests.endpoint(plan_),
     }
 
 
@@ -145,21 +145,24 @@ def build_model_requests(run_plan: dict, data_uri: str, training: dict) -> dict:
 def evaluate(run_plan: dict, data_uri: str, training: dict) -> dict:
     """Accuracy, per-class precision/recall, confusion matrix and threshold pass share → evaluation.json."""
     from include.scones import airflow_runtime, training_steps
-    from include.scones.sagemaker_requests import RunPlan
+    from include.scones.records import RunPlan
 
     return training_steps.evaluate_model(
-        airflow_runtime.s3_hook(), RunPlan.from_dict(run_plan), data_uri, training["Training"]
-    )
+        airflow_runtime.s3_hook(), RunPlan.from_xcom(run_plan), data_uri, training["Training"]
+    ).to_xcom()
 
 
 @task.branch
 def gate(run_plan: dict, result: dict) -> str:
     """Champion/challenger: deploy only above the floor and not worse than the model behind the endpoint."""
     from include.scones import airflow_runtime, training_steps
-    from include.scones.sagemaker_requests import RunPlan
+    from include.scones.records import EvaluationResult, RunPlan
 
     decision = training_steps.decide_deployment(
-        airflow_runtime.s3_hook(), airflow_runtime.sagemaker_hook().conn, RunPlan.from_dict(run_plan), result
+        airflow_runtime.s3_hook(),
+        airflow_runtime.sagemaker_hook().conn,
+        RunPlan.from_xcom(run_plan),
+        EvaluationResult.from_xcom(result),
     )
     return "create_endpoint_config" if decision.deploy else "keep_live_model"
 
@@ -173,9 +176,12 @@ def keep_live_model() -> None:
 def record_deployment(run_plan: dict, result: dict) -> dict:
     """Record the live model (the next gate's champion, the monitoring baseline) and publish the Asset."""
     from include.scones import airflow_runtime, training_steps
-    from include.scones.sagemaker_requests import RunPlan
+    from include.scones.records import EvaluationResult, RunPlan
 
-    return training_steps.record_deployment(airflow_runtime.s3_hook(), RunPlan.from_dict(run_plan), result)
+    record = training_steps.record_deployment(
+        airflow_runtime.s3_hook(), RunPlan.from_xcom(run_plan), EvaluationResult.from_xcom(result)
+    )
+    return record.to_xcom()
 
 
 @dag(
@@ -206,10 +212,12 @@ def scones_training_pipeline() -> None:
         )
 
     with TaskGroup(**stage("Evaluate", "Batch-transform the test split, score it, decide whether to deploy")):
-        requests = build_model_requests(run_plan, data_uri, train.output)
-        create_model = SageMakerModelOperator(task_id="create_model", config=requests["model"], aws_conn_id=AWS_CONN_ID)
+        model_requests = build_model_requests(run_plan, data_uri, train.output)
+        create_model = SageMakerModelOperator(
+            task_id="create_model", config=model_requests["model"], aws_conn_id=AWS_CONN_ID
+        )
         batch_transform = SageMakerTransformOperator(
-            task_id="batch_transform_test_split", config=requests["transform"], **SAGEMAKER
+            task_id="batch_transform_test_split", config=model_requests["transform"], **SAGEMAKER
         )
         result = evaluate(run_plan, data_uri, train.output)
         decision = gate(run_plan, result)
@@ -217,9 +225,9 @@ def scones_training_pipeline() -> None:
 
     with TaskGroup(**stage("Deploy", "Endpoint config with data capture, endpoint create or blue/green update")):
         endpoint_config = SageMakerEndpointConfigOperator(
-            task_id="create_endpoint_config", config=requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
+            task_id="create_endpoint_config", config=model_requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
         )
-        deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=requests["endpoint"], **SAGEMAKER)
+        deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=model_requests["endpoint"], **SAGEMAKER)
         recorded = record_deployment(run_plan, result)
 
     chain(run_plan, archive)  # Params are validated before anything is downloaded

@@ -31,6 +31,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from include.scones import monitoring_view as view
+from include.scones.monitoring.layout import CHART_NAMES, REPORT_HTML, SUMMARY_JSON
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +127,22 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse, dependencies=authenticated)
     def report(reader: ReportReader = Depends(get_reader)) -> Response:
         headers = {**NO_CACHE, "Content-Security-Policy": view.CONTENT_SECURITY_POLICY}
-        body = _read(reader, view.REPORT_HTML)
+        body = _read(reader, REPORT_HTML)
         if isinstance(body, view.ReportStoreError):
             return HTMLResponse(view.error_page(str(body)), status_code=502, headers=headers)
         if body is None:
-            return HTMLResponse(view.no_report_page(reader.uri(view.REPORT_HTML)), status_code=404, headers=headers)
+            return HTMLResponse(view.no_report_page(reader.uri(REPORT_HTML)), status_code=404, headers=headers)
         return HTMLResponse(body, headers=headers)
 
     @app.get("/summary.json", dependencies=authenticated)
     def summary(reader: ReportReader = Depends(get_reader)) -> Response:
-        return _file(reader, view.SUMMARY_JSON, "application/json")
+        return _file(reader, SUMMARY_JSON, "application/json")
 
     @app.get("/charts/{name}.png", dependencies=authenticated)
     def chart(name: str, reader: ReportReader = Depends(get_reader)) -> Response:
         file_name = view.chart_file(name)
         if file_name is None:
-            allowed = ", ".join(f"{chart}.png" for chart in view.CHART_NAMES)
+            allowed = ", ".join(f"{chart}.png" for chart in CHART_NAMES)
             return JSONResponse({"detail": f"Unknown chart; the charts are {allowed}"}, 404, headers=NO_CACHE)
         return _file(reader, file_name, "image/png")
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from include.scones.fixture import build_fixture
+from tools.fixture import build_fixture
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"

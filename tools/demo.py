@@ -20,11 +20,12 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from include.scones import load_generator  # noqa: E402
 from include.scones import settings as scones_settings  # noqa: E402
+from include.scones.monitoring.layout import LATEST, REPORT_HTML, SUMMARY_JSON, report_key  # noqa: E402
+from include.scones.records import DeploymentRecord  # noqa: E402
 from localcloud import launcher  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402
-from tools import airflow_local  # noqa: E402
+from tools import airflow_local, load_generator  # noqa: E402
 from tools.cifar_mirror import configured_or_fixture_source  # noqa: E402
 
 # The warning lines a successful demo prints, and why; Airflow's other known warnings are silenced by
@@ -66,18 +67,20 @@ def summary(cfg: LocalCloudConfig, burst: dict) -> list[str]:
 
     settings = scones_settings.load()
     s3 = boto3.client("s3")
-    registry = json.loads(s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read())
+    deployment = DeploymentRecord.from_json(
+        s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read()
+    )
     endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=settings.endpoint_name)
-    report = json.loads(s3.get_object(Bucket=settings.bucket, Key="monitoring/latest/summary.json")["Body"].read())
-    local_copy = cfg.home / "reports" / "report.html"
+    report = json.loads(s3.get_object(Bucket=settings.bucket, Key=report_key(LATEST, SUMMARY_JSON))["Body"].read())
+    local_copy = cfg.home / "reports" / REPORT_HTML
     local_copy.parent.mkdir(parents=True, exist_ok=True)
-    s3.download_file(settings.bucket, "monitoring/latest/report.html", str(local_copy))
+    s3.download_file(settings.bucket, report_key(LATEST, REPORT_HTML), str(local_copy))
     outcomes = burst["outcomes"]
     return [
-        f"endpoint          {settings.endpoint_name} ({endpoint['EndpointStatus']}, model {registry['model_name']})",
-        f"test accuracy     {registry['accuracy']:.4f}",
-        f"at threshold {registry['confidence_threshold']}  {registry['pass_share_at_threshold']:.1%} of test images "
-        f"pass, accuracy among them {registry['accuracy_among_passed']}",
+        f"endpoint          {settings.endpoint_name} ({endpoint['EndpointStatus']}, model {deployment.model_name})",
+        f"test accuracy     {deployment.accuracy:.4f}",
+        f"at threshold {deployment.confidence_threshold}  {deployment.pass_share_at_threshold:.1%} of test images "
+        f"pass, accuracy among them {deployment.accuracy_among_passed}",
         f"executions        {burst['executions']} in {burst['seconds']} s: {outcomes.get('SUCCEEDED', 0)} passed, "
         f"{outcomes.get('LOW_CONFIDENCE', 0)} filtered (low confidence), "
         f"{burst['executions'] - outcomes.get('SUCCEEDED', 0) - outcomes.get('LOW_CONFIDENCE', 0)} other",
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     # Traffic for the monitoring report: a burst through the state machine, then the workflow again (it
     # redeploys nothing, and reports on the burst).
     os.environ.update(env)
-    print(f"$ python -m include.scones.load_generator --count {BURST_EXECUTIONS} --rate {BURST_RATE_PER_S}")
+    print(f"$ python -m tools.load_generator --count {BURST_EXECUTIONS} --rate {BURST_RATE_PER_S}")
     burst = load_generator.run(BURST_EXECUTIONS, BURST_RATE_PER_S)
     print(json.dumps(burst))
     run_dag(env, "scones_inference_workflow")

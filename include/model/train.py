@@ -2,12 +2,21 @@
 
 Owns the training side: reading the channel directories (`<split>.lst` + `images/`, optional `classes.json`),
 the hyperparameters (CLI flags as the SageMaker training toolkit passes them, SM_* environment defaults),
-augmentation, the training loop, calibration, and writing the model artifact:
+augmentation, the training loop, and writing the model artifact:
 
     <SM_MODEL_DIR>/model.pth           plain state_dict (torch.save)
     <SM_MODEL_DIR>/model_config.json   class names, architecture, mean/std, temperature
     <SM_MODEL_DIR>/code/               inference.py, model.py, requirements.txt (the serving code)
     <SM_OUTPUT_DATA_DIR>/metrics.json  final metrics, when SM_OUTPUT_DATA_DIR is set
+
+This is the production recipe only. What cross-validation tried and left out (mixup, EMA, zoom, rotation,
+cutout, label smoothing, a held-out validation split) lives in benchmarks/experiments.py, which extends the
+`Trainer` here; the training job ships this directory alone, so nothing here imports from outside it.
+
+The workflow's confidence threshold is the `confidence_threshold` hyperparameter, sent by the training DAG from its
+Param. It changes nothing in training: it only says which share of the test images the workflow's filter would
+pass (`test_pass_share`, `test_pass_accuracy`). Without it the job still trains and reports the test accuracy and
+NLL, but no pass share, rather than one at a threshold the workflow may not use.
 
 The network and preprocessing come from `model.py` next to this file. Run as
 `python train.py --epochs 120 ...` from this directory, as the toolkit does.
@@ -16,6 +25,7 @@ The network and preprocessing come from `model.py` next to this file. Run as
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -23,7 +33,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +45,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # model.py sits next to this file
 import model as scones_model  # noqa: E402
-
-CONFIDENCE_THRESHOLD = 0.93  # the workflow's confidence filter: predictions below it go to a human
 
 
 # --- arguments ------------------------------------------------------------------------------------------
@@ -55,16 +63,19 @@ def _env_int(name: str, fallback: int) -> int:
     return int(value) if value else fallback
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Hyperparameters and paths. Each hyperparameter accepts the underscore and the hyphen spelling; the
-    defaults are the tuned recipe (see benchmarks/tune_model.py), so a job without hyperparameters is good."""
-    parser = argparse.ArgumentParser(description="Train the bicycle-vs-motorcycle classifier.")
+def add_hyperparameter(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """A flag under both spellings the toolkit may use, `--learning_rate` and `--learning-rate`."""
+    flags = [f"--{name}"]
+    if "_" in name:
+        flags.append(f"--{name.replace('_', '-')}")
+    parser.add_argument(*flags, dest=name, **kwargs)
 
-    def add(name: str, **kwargs: Any) -> None:
-        flags = [f"--{name}"]
-        if "_" in name:
-            flags.append(f"--{name.replace('_', '-')}")
-        parser.add_argument(*flags, dest=name, **kwargs)
+
+def parse_args(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Hyperparameters and paths. The defaults are the tuned recipe (see benchmarks/tune_model.py), so a job
+    without hyperparameters is good. `parser` may already hold more flags: benchmarks/experiments.py adds its own."""
+    parser = parser or argparse.ArgumentParser(description="Train the bicycle-vs-motorcycle classifier.")
+    add = functools.partial(add_hyperparameter, parser)
 
     # Tuned defaults: chosen on cross-validation folds of TRAIN only, never on TEST.
     add("epochs", type=int, default=120)
@@ -73,23 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("seed", type=int, default=42)
     add("weight_decay", type=float, default=5e-4)
     add("momentum", type=float, default=0.9)
-    add("label_smoothing", type=float, default=0.0)
     add("width", type=int, default=scones_model.DEFAULT_WIDTH, help="channels of the first conv stage")
     add("members", type=int, default=2, help="networks trained with seeds seed, seed+1, ...; their logits are averaged")
     add("crop_padding", type=int, default=4, help="pixels of zero padding for the random crop; 0 disables it")
-    add("scale_jitter", type=float, default=0.0, help="random zoom by a factor in [1/(1+s), 1+s]; 0 disables it")
-    add("rotation", type=float, default=0.0, help="random rotation within +-this many degrees; 0 disables it")
     add("color_jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter; 0 disables it")
     add("grayscale", type=float, default=0.2, help="probability of turning a training image grey")
     add("cutmix", type=float, default=0.5, help="probability of CutMix for a batch; 0 disables it")
-    add("cutout", type=int, default=0, help="side of a random square zeroed per training image; 0 disables it")
-    add("mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha) parameter; 0 disables it")
-    add(
-        "ema",
-        type=float,
-        default=0.0,
-        help="decay of an exponential moving average of the weights used as the final model; 0 disables it",
-    )
     add(
         "bn_recalibrate",
         type=_bool,
@@ -97,22 +97,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="re-estimate batch-norm statistics on the un-augmented training images after training",
     )
     add(
-        "val_fraction",
-        type=float,
-        default=0.0,
-        help="stratified share of TRAIN held out for validation and for fitting the temperature; 0 trains on all",
-    )
-    add(
         "temperature",
         type=float,
         default=0.71,
         # Fitted (minimum NLL) on the pooled out-of-fold logits of 5-fold CV of the default recipe on TRAIN:
         # CutMix and colour jitter leave the network under-confident, so the calibrated temperature is below 1.
-        help="softmax temperature saved for inference when no validation split is held out to fit one",
+        help="softmax temperature saved for inference",
     )
     add("tta_flip", type=_bool, default=True, help="average logits with the mirrored image at prediction time")
     add("channels_last", type=_bool, default=True, help="NHWC memory format: faster convolutions on CPU")
     add("num_threads", type=int, default=_env_int("SM_NUM_CPUS", os.cpu_count() or 1))
+    add(
+        "confidence_threshold",
+        type=float,
+        default=None,
+        help="the workflow's confidence filter, for reporting the share of test images passing it; unset: not reported",
+    )
 
     add("model_dir", default=os.environ.get("SM_MODEL_DIR", "model"))
     add("train", default=os.environ.get("SM_CHANNEL_TRAIN"))
@@ -123,23 +123,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("no training channel: pass --train or set SM_CHANNEL_TRAIN")
     if args.members < 1:
         parser.error("--members must be at least 1")
-    if not 0.0 <= args.val_fraction < 1.0:
-        parser.error("--val_fraction must be in [0, 1)")
+    if args.confidence_threshold is not None and not 0.0 <= args.confidence_threshold <= 1.0:
+        parser.error("--confidence_threshold must be in [0, 1]")
     return args
 
 
 # --- data -----------------------------------------------------------------------------------------------
 @dataclass
-class Split:
+class ImageSet:
     images: np.ndarray  # uint8 (N, 32, 32, 3)
     labels: np.ndarray  # int64 (N,)
     class_names: list[str] = field(default_factory=lambda: list(scones_model.DEFAULT_CLASS_NAMES))
 
-    def subset(self, indices: np.ndarray) -> Split:
-        return Split(self.images[indices], self.labels[indices], self.class_names)
+    def subset(self, indices: np.ndarray) -> ImageSet:
+        return ImageSet(self.images[indices], self.labels[indices], self.class_names)
 
 
-def read_channel(channel: str | Path) -> Split:
+def read_channel(channel: str | Path) -> ImageSet:
     """The images and labels of a channel directory: its single `*.lst` file (tab-separated
     `index, label, filename`) and `images/<filename>`; class names from `classes.json` if present."""
     channel = Path(channel)
@@ -164,45 +164,14 @@ def read_channel(channel: str | Path) -> Split:
         labels.append(label)
     if not images:
         raise ValueError(f"{listings[0]} lists no images")
-    return Split(np.stack(images), np.asarray(labels, dtype=np.int64), [str(name) for name in class_names])
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held_out), holding out `fraction` of every class, chosen reproducibly from `seed`."""
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        count = int(round(fraction * len(members)))
-        held_out.extend(rng.permutation(members)[:count].tolist())
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[held_out] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), [str(name) for name in class_names])
 
 
 # --- augmentation ---------------------------------------------------------------------------------------
-def augment(
-    batch: torch.Tensor,
-    padding: int,
-    generator: torch.Generator,
-    cutout: int = 0,
-    scale_jitter: float = 0.0,
-    rotation: float = 0.0,
-) -> torch.Tensor:
-    """Random horizontal flip, random crop with zero padding (zero = the mean colour after normalisation) and
-    optionally a random zoom/rotation and cutout, per image, vectorised over the batch (no torchvision in the
-    container)."""
+def flip_and_crop(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random crop with zero padding (zero = the mean colour after normalisation),
+    per image, vectorised over the batch (no torchvision in the container)."""
     n, channels, height, width = batch.shape
-    if scale_jitter > 0 or rotation > 0:
-        log_scale = math.log1p(scale_jitter) * (2 * torch.rand(n, generator=generator) - 1)
-        angle = math.radians(rotation) * (2 * torch.rand(n, generator=generator) - 1)
-        inverse_scale = torch.exp(-log_scale)  # affine_grid maps output to input coordinates
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = torch.cos(angle) * inverse_scale
-        theta[:, 0, 1] = -torch.sin(angle) * inverse_scale
-        theta[:, 1, 0] = torch.sin(angle) * inverse_scale
-        grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
-        batch = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     flip = torch.rand(n, generator=generator) < 0.5
     batch = torch.where(flip.view(n, 1, 1, 1), batch.flip(-1), batch)
     if padding > 0:
@@ -212,14 +181,6 @@ def augment(
         rows = (dy.view(n, 1) + torch.arange(height)).view(n, 1, height, 1)
         cols = (dx.view(n, 1) + torch.arange(width)).view(n, 1, 1, width)
         batch = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(channels).view(1, channels, 1, 1), rows, cols]
-    if cutout > 0:
-        # The square's centre may lie anywhere, so it is sometimes clipped by the border (DeVries & Taylor 2017).
-        cy = torch.randint(0, height, (n, 1, 1, 1), generator=generator)
-        cx = torch.randint(0, width, (n, 1, 1, 1), generator=generator)
-        ys = torch.arange(height).view(1, 1, height, 1)
-        xs = torch.arange(width).view(1, 1, 1, width)
-        inside = ((ys - cy).abs() * 2 < cutout) & ((xs - cx).abs() * 2 < cutout)
-        batch = batch.masked_fill(inside, 0.0)
     return batch
 
 
@@ -275,6 +236,189 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def sgd_one_cycle(
+    network: nn.Module, args: argparse.Namespace, steps_per_epoch: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.OneCycleLR]:
+    """SGD with Nesterov momentum under a one-cycle schedule: with batch norm it converges in few epochs, and the
+    annealed tail gives a stable final model, so no early stopping (which would need a validation split)."""
+    # No weight decay on batch-norm parameters and biases: decaying them only fights the normalisation.
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        momentum=args.momentum,
+        nesterov=True,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.learning_rate, total_steps=args.epochs * steps_per_epoch, pct_start=0.25
+    )
+    return optimizer, scheduler
+
+
+class Trainer:
+    """One network trained with the production recipe: `train_epoch` once per epoch, then `finish`.
+
+    Every training batch is recoloured (colour jitter, greyscale), flipped and cropped, CutMixed a share `cutmix`
+    of the time, and takes one optimiser step; benchmarks/experiments.py overrides these steps to try what the
+    recipe leaves out. The seed fixes the initialisation, `generator` (order, augmentation, mixing partners) and
+    `mix_rng` (whether and how much to mix), so a seed always gives the same network."""
+
+    def __init__(self, args: argparse.Namespace, train: ImageSet, mean: Sequence[float], std: Sequence[float]) -> None:
+        seed_everything(args.seed)
+        self.args, self.mean, self.std = args, mean, std
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.mix_rng = np.random.default_rng(args.seed)
+        self.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+        network = scones_model.SconesNet(len(train.class_names), width=args.width)
+        self.network = network.to(memory_format=self.memory_format)
+        self.inputs = scones_model.to_tensor(train.images, mean, std)
+        self.targets = torch.from_numpy(train.labels)
+        # Drop the ragged last batch: a batch of a few images gives batch norm noisy statistics.
+        self.steps_per_epoch = max(1, len(self.inputs) // args.batch_size)
+        self.optimizer, self.scheduler = sgd_one_cycle(self.network, args, self.steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def recolour(self, batch: torch.Tensor) -> torch.Tensor:
+        """Colour jitter and greyscale; skipped when both are off, so they draw nothing from the generator."""
+        if self.args.color_jitter > 0 or self.args.grayscale > 0:
+            batch = color_jitter(
+                batch, self.args.color_jitter, self.args.grayscale, self.mean, self.std, self.generator
+            )
+        return batch
+
+    def augment(self, batch: torch.Tensor) -> torch.Tensor:
+        return flip_and_crop(self.recolour(batch), self.args.crop_padding, self.generator)
+
+    def mix(self, batch: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+        """(mixed batch, share of each image that is its own, the partner of each image or None if unmixed)."""
+        if self.args.cutmix > 0 and self.mix_rng.random() < self.args.cutmix:
+            partner = torch.randperm(len(batch), generator=self.generator)
+            mixed, lam = cutmix(batch, partner, float(self.mix_rng.random()), self.mix_rng)
+            return mixed, lam, partner
+        return batch, 1.0, None
+
+    def train_step(self, index: torch.Tensor) -> tuple[float, int]:
+        """One optimiser step on the images at `index`; returns their summed loss and how many were right."""
+        labels = self.targets[index]
+        batch, lam, partner = self.mix(self.augment(self.inputs[index]))
+        logits = self.network(batch.contiguous(memory_format=self.memory_format))
+        loss = self.criterion(logits, labels)
+        if partner is not None:
+            loss = lam * loss + (1 - lam) * self.criterion(logits, labels[partner])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item() * len(index), int((logits.argmax(1) == labels).sum())
+
+    def train_epoch(self, epoch: int, started: float) -> dict[str, float]:
+        """One pass over the training images in a fresh random order; the epoch's record for the history."""
+        self.network.train()
+        order = torch.randperm(len(self.inputs), generator=self.generator)
+        batch_size = self.args.batch_size
+        total_loss, correct, seen = 0.0, 0, 0
+        for step in range(self.steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            loss, right = self.train_step(index)
+            total_loss += loss
+            correct += right
+            seen += len(index)
+        return {
+            "epoch": epoch,
+            "train_loss": total_loss / seen,
+            "train_accuracy": correct / seen,
+            "seconds": time.monotonic() - started,
+        }
+
+    def finish(self) -> nn.Module:
+        """The trained network, in eval mode."""
+        if self.args.bn_recalibrate:
+            recalibrate_batch_norm(self.network, self.inputs, self.args.batch_size, self.memory_format)
+        self.network.eval()
+        return self.network
+
+
+TrainerFactory = Callable[[argparse.Namespace, ImageSet, Sequence[float], Sequence[float]], Trainer]
+
+
+def recalibrate_batch_norm(
+    network: nn.Module, inputs: torch.Tensor, batch_size: int, memory_format: torch.memory_format
+) -> None:
+    """Replace the batch-norm running statistics by exact averages over `inputs`. The running averages
+    (momentum 0.1) only remember the last few augmented batches, and with ~12 batches an epoch they make the
+    evaluated model jump by several points of accuracy from one epoch to the next."""
+    norms = [module for module in network.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average: every batch counts equally
+    network.train()
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            network(inputs[start : start + batch_size].contiguous(memory_format=memory_format))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+
+
+def format_record(record: dict[str, float]) -> str:
+    """`epoch=3 train_loss=0.4123 ...`: the line SageMaker's metric definitions read."""
+    return " ".join(
+        f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()
+    )
+
+
+def fit(
+    args: argparse.Namespace,
+    train: ImageSet,
+    mean: Sequence[float],
+    std: Sequence[float],
+    log: Callable[[str], Any] = print,
+    trainer: TrainerFactory = Trainer,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train one network for `args.epochs` epochs with `trainer`; returns it and the per-epoch history."""
+    run = trainer(args, train, mean, std)
+    history: list[dict[str, float]] = []
+    started = time.monotonic()
+    for epoch in range(1, args.epochs + 1):
+        history.append(run.train_epoch(epoch, started))
+        log(format_record(history[-1]))
+    return run.finish(), history
+
+
+def fit_ensemble(
+    args: argparse.Namespace,
+    train: ImageSet,
+    mean: Sequence[float],
+    std: Sequence[float],
+    log: Callable[[str], Any] = print,
+    trainer: TrainerFactory = Trainer,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """`args.members` networks trained by `fit` with seeds seed, seed+1, ... (a different initialisation and
+    augmentation stream each), as one model averaging their logits; one network when members is 1. The history
+    holds every member's epochs, with `member` numbered from 1 and `seconds` counted from the first member's start."""
+    members: list[nn.Module] = []
+    history: list[dict[str, float]] = []
+    started = time.monotonic()
+    for member in range(args.members):
+        offset = time.monotonic() - started
+        if args.members > 1:
+            log(f"member={member + 1}/{args.members} seed={args.seed + member}")
+        member_args = argparse.Namespace(**{**vars(args), "seed": args.seed + member})
+        network, member_history = fit(member_args, train, mean, std, log=log, trainer=trainer)
+        members.append(network)
+        history.extend(
+            {"member": member + 1, **record, "seconds": record["seconds"] + offset} for record in member_history
+        )
+    if len(members) == 1:
+        return members[0], history
+    ensemble = scones_model.SconesEnsemble(members)
+    ensemble.eval()
+    return ensemble, history
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
 def evaluate_logits(
     network: nn.Module, inputs: torch.Tensor, tta_flip: bool, channels_last: bool, batch_size: int = 256
 ) -> torch.Tensor:
@@ -292,193 +436,31 @@ def evaluate_logits(
     return torch.cat(outputs)
 
 
-def fit(
-    args: argparse.Namespace,
-    train: Split,
-    mean: Sequence[float],
-    std: Sequence[float],
-    val: Split | None = None,
-    log: Any = print,
-) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train a fresh network on `train` with the hyperparameters in `args`; returns it and per-epoch history.
-
-    SGD with Nesterov momentum under a one-cycle schedule: with batch norm it converges in few epochs, and the
-    annealed tail gives a stable final model, so no early stopping (which would need a validation split)."""
-    seed_everything(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    network = scones_model.SconesNet(len(train.class_names), width=args.width)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    network = network.to(memory_format=memory_format)
-    inputs = scones_model.to_tensor(train.images, mean, std)
-    targets = torch.from_numpy(train.labels)
-    val_inputs = scones_model.to_tensor(val.images, mean, std) if val is not None and len(val.labels) else None
-
-    # No weight decay on batch-norm parameters and biases: decaying them only fights the normalisation.
-    trainable = [p for p in network.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.ndim > 1]
-    no_decay = [p for p in trainable if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-        momentum=args.momentum,
-        nesterov=True,
-    )
-    # Drop the ragged last batch: a batch of a few images gives batch norm noisy statistics.
-    steps_per_epoch = max(1, len(inputs) // args.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.learning_rate, total_steps=args.epochs * steps_per_epoch, pct_start=0.25
-    )
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    mix_rng = np.random.default_rng(args.seed)
-    ema_state = {key: value.detach().clone() for key, value in network.state_dict().items()} if args.ema > 0 else None
-    step_count = 0
-    history: list[dict[str, float]] = []
-    started = time.monotonic()
-    for epoch in range(1, args.epochs + 1):
-        network.train()
-        order = torch.randperm(len(inputs), generator=generator)
-        total_loss, correct, seen = 0.0, 0, 0
-        for step in range(steps_per_epoch):
-            index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            batch = inputs[index]
-            if args.color_jitter > 0 or args.grayscale > 0:
-                batch = color_jitter(batch, args.color_jitter, args.grayscale, mean, std, generator)
-            batch = augment(batch, args.crop_padding, generator, args.cutout, args.scale_jitter, args.rotation)
-            labels = targets[index]
-            lam, partner = 1.0, None
-            if args.mixup > 0:
-                lam = float(mix_rng.beta(args.mixup, args.mixup))
-                partner = torch.randperm(len(index), generator=generator)
-                batch = lam * batch + (1 - lam) * batch[partner]
-            elif args.cutmix > 0 and mix_rng.random() < args.cutmix:
-                partner = torch.randperm(len(index), generator=generator)
-                batch, lam = cutmix(batch, partner, float(mix_rng.random()), mix_rng)
-            logits = network(batch.contiguous(memory_format=memory_format))
-            if partner is not None:
-                loss = lam * criterion(logits, labels) + (1 - lam) * criterion(logits, labels[partner])
-            else:
-                loss = criterion(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step_count += 1
-            if ema_state is not None:
-                # Short warm-up so the average is not dominated by the random initial weights.
-                ema_decay = min(args.ema, (1 + step_count) / (10 + step_count))
-                with torch.no_grad():
-                    for key, value in network.state_dict().items():
-                        if value.is_floating_point():
-                            ema_state[key].mul_(ema_decay).add_(value.detach(), alpha=1 - ema_decay)
-                        else:
-                            ema_state[key].copy_(value)
-            total_loss += loss.item() * len(index)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(index)
-        record = {
-            "epoch": epoch,
-            "train_loss": total_loss / seen,
-            "train_accuracy": correct / seen,
-            "seconds": time.monotonic() - started,
-        }
-        if val_inputs is not None and val is not None:
-            val_logits = evaluate_logits(network, val_inputs, args.tta_flip, args.channels_last)
-            val_targets = torch.from_numpy(val.labels)
-            record["val_loss"] = float(F.cross_entropy(val_logits, val_targets))
-            record["val_accuracy"] = float((val_logits.argmax(1) == val_targets).float().mean())
-        history.append(record)
-        log(
-            " ".join(
-                f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}" for key, value in record.items()
-            )
-        )
-    if ema_state is not None:
-        network.load_state_dict(ema_state)
-    if args.bn_recalibrate:
-        recalibrate_batch_norm(network, inputs, args.batch_size, memory_format)
-    network.eval()
-    return network, history
-
-
-def fit_ensemble(
-    args: argparse.Namespace,
-    train: Split,
-    mean: Sequence[float],
-    std: Sequence[float],
-    val: Split | None = None,
-    log: Any = print,
-) -> tuple[nn.Module, list[dict[str, float]]]:
-    """`args.members` networks trained by `fit` with seeds seed, seed+1, ... (a different initialisation and
-    augmentation stream each), as one model averaging their logits; one network when members is 1. The history
-    holds every member's epochs, with `member` numbered from 1 and `seconds` counted from the first member's start."""
-    members: list[nn.Module] = []
-    history: list[dict[str, float]] = []
-    started = time.monotonic()
-    for member in range(args.members):
-        offset = time.monotonic() - started
-        if args.members > 1:
-            log(f"member={member + 1}/{args.members} seed={args.seed + member}")
-        member_args = argparse.Namespace(**{**vars(args), "seed": args.seed + member})
-        network, member_history = fit(member_args, train, mean, std, val, log=log)
-        members.append(network)
-        history.extend(
-            {"member": member + 1, **record, "seconds": record["seconds"] + offset} for record in member_history
-        )
-    if len(members) == 1:
-        return members[0], history
-    ensemble = scones_model.SconesEnsemble(members)
-    ensemble.eval()
-    return ensemble, history
-
-
-def recalibrate_batch_norm(
-    network: nn.Module, inputs: torch.Tensor, batch_size: int, memory_format: torch.memory_format
-) -> None:
-    """Replace the batch-norm running statistics by exact averages over `inputs`. The running averages
-    (momentum 0.1) only remember the last few augmented batches, and with ~12 batches an epoch they make the
-    evaluated model jump by several points of accuracy from one epoch to the next; averaged weights (EMA)
-    also need statistics that match them."""
-    norms = [module for module in network.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative moving average: every batch counts equally
-    network.train()
-    with torch.no_grad():
-        for start in range(0, len(inputs), batch_size):
-            network(inputs[start : start + batch_size].contiguous(memory_format=memory_format))
-    for norm, momentum in zip(norms, momenta, strict=True):
-        norm.momentum = momentum
-
-
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The softmax temperature minimising held-out negative log-likelihood (temperature scaling, Guo et al.
-    2017). A dense grid in log space then a finer one around the best: deterministic and never diverges,
-    unlike an LBFGS fit on a few hundred examples."""
-
-    def nll(temperature: float) -> float:
-        return float(F.cross_entropy(logits / temperature, labels))
-
-    grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 241))
-    best = float(min(grid, key=nll))
-    fine = best * np.exp(np.linspace(-0.05, 0.05, 41))
-    return float(min(fine, key=nll))
-
-
-def classification_metrics(
-    probs: torch.Tensor, labels: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
-) -> dict[str, float]:
-    """Accuracy and NLL, plus what the workflow's confidence filter sees: the share of images whose top
-    probability reaches `threshold`, and the accuracy among those."""
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, threshold: float | None) -> dict[str, float]:
+    """Accuracy and NLL and, given the workflow's confidence `threshold`, what its filter sees: the share of
+    images whose top probability reaches it, and the accuracy among those."""
     confidence, predicted = probs.max(1)
     correct = predicted == labels
-    passed = confidence >= threshold
-    return {
+    metrics = {
         "accuracy": float(correct.float().mean()),
         "nll": float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)),
-        "pass_share": float(passed.float().mean()),
-        "pass_accuracy": float(correct[passed].float().mean()) if bool(passed.any()) else float("nan"),
     }
+    if threshold is not None:
+        passed = confidence >= threshold
+        metrics["pass_share"] = float(passed.float().mean())
+        metrics["pass_accuracy"] = float(correct[passed].float().mean()) if bool(passed.any()) else float("nan")
+    return metrics
+
+
+def score(
+    network: nn.Module, split: ImageSet, mean: Sequence[float], std: Sequence[float], args: argparse.Namespace
+) -> dict[str, float]:
+    """`classification_metrics` of a split, with the temperature the artifact is saved with."""
+    logits = evaluate_logits(
+        network, scones_model.to_tensor(split.images, mean, std), args.tta_flip, args.channels_last
+    )
+    probs = scones_model.probabilities(logits, args.temperature)
+    return classification_metrics(probs, torch.from_numpy(split.labels), args.confidence_threshold)
 
 
 # --- artifact -------------------------------------------------------------------------------------------
@@ -504,45 +486,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(max(1, args.num_threads))
     print(f"hyperparameters: {json.dumps(vars(args), sort_keys=True)}", flush=True)
 
-    data = read_channel(args.train)
-    train, val = data, None
-    if args.val_fraction > 0:
-        train_idx, val_idx = stratified_split(data.labels, args.val_fraction, args.seed)
-        train, val = data.subset(train_idx), data.subset(val_idx)
-    mean, std = scones_model.channel_stats(train.images)  # from the images trained on only
+    train = read_channel(args.train)
+    mean, std = scones_model.channel_stats(train.images)
     print(
-        f"train={len(train.labels)} val={0 if val is None else len(val.labels)} classes={data.class_names} "
-        f"threads={torch.get_num_threads()} load_seconds={time.monotonic() - started:.1f}",
+        f"train={len(train.labels)} classes={train.class_names} threads={torch.get_num_threads()} "
+        f"load_seconds={time.monotonic() - started:.1f}",
         flush=True,
     )
 
-    network, history = fit_ensemble(args, train, mean, std, val, log=lambda line: print(line, flush=True))
+    network, history = fit_ensemble(args, train, mean, std, log=lambda line: print(line, flush=True))
 
-    metrics: dict[str, Any] = {"train_seconds": history[-1]["seconds"] if history else 0.0}
-    temperature = args.temperature
-    if val is not None:
-        # Calibrate on the held-out split: the training images are fitted too well to say how sure to be.
-        val_logits = evaluate_logits(
-            network, scones_model.to_tensor(val.images, mean, std), args.tta_flip, args.channels_last
-        )
-        val_labels = torch.from_numpy(val.labels)
-        temperature = fit_temperature(val_logits, val_labels)
-        val_metrics = classification_metrics(scones_model.probabilities(val_logits, temperature), val_labels)
-        metrics.update({f"validation_{key}": value for key, value in val_metrics.items()})
-    metrics["temperature"] = temperature
-
+    metrics: dict[str, Any] = {"train_seconds": history[-1]["seconds"], "temperature": args.temperature}
     if args.test:
-        test = read_channel(args.test)
-        test_logits = evaluate_logits(
-            network, scones_model.to_tensor(test.images, mean, std), args.tta_flip, args.channels_last
-        )
-        test_metrics = classification_metrics(
-            scones_model.probabilities(test_logits, temperature), torch.from_numpy(test.labels)
-        )
-        metrics.update({f"test_{key}": value for key, value in test_metrics.items()})
+        test = score(network, read_channel(args.test), mean, std, args)
+        metrics.update({f"test_{key}": value for key, value in test.items()})
 
     config = scones_model.make_config(
-        data.class_names, mean, std, args.width, temperature=temperature, tta_flip=args.tta_flip, members=args.members
+        train.class_names,
+        mean,
+        std,
+        args.width,
+        temperature=args.temperature,
+        tta_flip=args.tta_flip,
+        members=args.members,
     )
     save_artifact(network, config, args.model_dir)
     metrics["total_seconds"] = time.monotonic() - started

@@ -1,5 +1,5 @@
-"""The one place in include/ that touches Airflow: settings with Variable overrides, and the provider hooks
-bound to the project's AWS connection. Imported inside task bodies only, never at DAG parse time.
+"""The one place in include/ that touches Airflow: settings with Variable overrides, and every provider hook, bound
+to the project's AWS connection. Imported inside task bodies only, never at DAG parse time.
 
 The connection (`aws_default`, or SCONES_AWS_CONN_ID) is the only thing that tells AWS from the local cloud.
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from include.scones.settings import AWS_CONN_ID_VARIABLE, Settings, load, parse_time_setting
+from include.scones.settings import Settings, load, parse_time
 
 
 def aws_conn_id() -> str:
-    return parse_time_setting(AWS_CONN_ID_VARIABLE, "aws_default")
+    return parse_time().aws_conn_id
 
 
 def settings() -> Settings:
@@ -31,3 +31,16 @@ def sagemaker_hook() -> Any:
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
     return SageMakerHook(aws_conn_id=aws_conn_id())
+
+
+def lambda_hook() -> Any:
+    from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+
+    return LambdaHook(aws_conn_id=aws_conn_id())
+
+
+def step_functions() -> Any:
+    """A Step Functions client (the provider's StepFunctionHook's connection)."""
+    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+
+    return StepFunctionHook(aws_conn_id=aws_conn_id()).conn

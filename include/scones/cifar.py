@@ -89,7 +89,7 @@ def _text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Split:
+class CifarSplit:
     data: np.ndarray  # (N, 3072) uint8
     fine_labels: list[int]
     filenames: list[str]
@@ -102,7 +102,7 @@ class Split:
 @dataclass(frozen=True)
 class CifarArchive:
     fine_label_names: list[str]
-    splits: dict[str, Split]
+    splits: dict[str, CifarSplit]
 
 
 def _member(tar: tarfile.TarFile, name: str) -> bytes:
@@ -117,7 +117,7 @@ def _member(tar: tarfile.TarFile, name: str) -> bytes:
     return handle.read()
 
 
-def _split(raw: Any, name: str) -> Split:
+def _split(raw: Any, name: str) -> CifarSplit:
     if not isinstance(raw, dict):
         raise CifarFormatError(f"'{name}' pickle holds {type(raw).__name__}, expected a dict")
     fields = _text_keys(raw)
@@ -131,7 +131,7 @@ def _split(raw: Any, name: str) -> Split:
     filenames = [_text(f) for f in fields["filenames"]]
     if not len(labels) == len(filenames) == data.shape[0]:
         raise CifarFormatError(f"'{name}' has {data.shape[0]} images, {len(labels)} labels, {len(filenames)} names")
-    return Split(data=data, fine_labels=labels, filenames=filenames)
+    return CifarSplit(data=data, fine_labels=labels, filenames=filenames)
 
 
 def read_archive(path: Path) -> CifarArchive:

@@ -1,8 +1,9 @@
 """Download the CIFAR-100 archive into a local cache, verified by MD5.
 
 - A cached file whose MD5 matches is reused without any network access.
-- Downloads stream to a `.partial` file with progress in the log, and retry transient failures with
-  exponential backoff. Only a verified file is renamed into the cache, so a bad download is never used.
+- Downloads stream to a `.partial` file with progress in the log, and retry transient failures (transport
+  errors, 429, 5xx) with exponential backoff; tenacity runs the attempts, so the policy is declared, not looped
+  by hand. Only a verified file is renamed into the cache, so a bad download is never used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,33 @@ def _stream_once(client: httpx.Client, url: str, target: Path) -> None:
     log.info("downloaded %d bytes from %s", done, url)
 
 
-def _retryable(exc: Exception) -> bool:
+def _retryable(exc: BaseException) -> bool:
+    """Transient failures only: a retry of a 404 or a bad URL would fail the same way."""
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code >= 500 or exc.response.status_code == 429
     return isinstance(exc, httpx.TransportError)
+
+
+def _retrying(attempts: int, backoff_seconds: float, url: str, sleep: Callable[[float], None]) -> Retrying:
+    """`attempts` tries in all, waiting backoff_seconds * 2 ** (n - 1) after the n-th failure; the last failure
+    (retryable or not) is re-raised as itself. `sleep` is injectable so tests never wait."""
+
+    def announce(state: RetryCallState) -> None:
+        log.info("downloading %s (attempt %d of %d)", url, state.attempt_number, attempts)
+
+    def warn(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning("download failed (%s); retrying in %.0f s", error, state.upcoming_sleep)
+
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=backoff_seconds, exp_base=2),
+        retry=retry_if_exception(_retryable),
+        sleep=sleep,
+        before=announce,
+        before_sleep=warn,
+        reraise=True,
+    )
 
 
 def download(
@@ -96,24 +121,12 @@ def download(
     handle, partial_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
     os.close(handle)
     partial = Path(partial_name)
-    last_error: Exception | None = None
-    with httpx.Client(timeout=timeout_seconds, follow_redirects=True) as client:
-        for attempt in range(1, attempts + 1):
-            try:
-                log.info("downloading %s (attempt %d of %d)", url, attempt, attempts)
-                _stream_once(client, url, partial)
-                last_error = None
-                break
-            except httpx.HTTPError as exc:
-                last_error = exc
-                if not _retryable(exc) or attempt == attempts:
-                    break
-                delay = backoff_seconds * 2 ** (attempt - 1)
-                log.warning("download failed (%s); retrying in %.0f s", exc, delay)
-                sleep(delay)
-    if last_error is not None:
+    try:
+        with httpx.Client(timeout=timeout_seconds, follow_redirects=True) as client:
+            _retrying(attempts, backoff_seconds, url, sleep)(_stream_once, client, url, partial)
+    except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
-        raise DownloadFailed(f"could not download the CIFAR-100 archive from {url}: {last_error}. {HINT}")
+        raise DownloadFailed(f"could not download the CIFAR-100 archive from {url}: {exc}. {HINT}") from exc
     actual = md5_of(partial)
     if actual != md5:
         partial.unlink()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from include.scones.records import DeploymentRecord
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -17,30 +19,29 @@ class Decision:
     reason: str
 
 
-def live_champion(registry: dict[str, Any] | None, endpoint: dict[str, Any] | None) -> dict[str, Any] | None:
+def live_champion(registry: DeploymentRecord | None, endpoint: dict[str, Any] | None) -> DeploymentRecord | None:
     """The registry record for the model behind `endpoint` (a DescribeEndpoint result), if it is current."""
-    if not registry or not endpoint:
+    if registry is None or not endpoint:
         return None
     if endpoint.get("EndpointStatus") in ("Failed", "Deleting"):
         return None
-    if registry.get("endpoint_config_name") != endpoint.get("EndpointConfigName"):
+    if registry.endpoint_config_name != endpoint.get("EndpointConfigName"):
         return None
     return registry
 
 
-def decide(candidate_accuracy: float, floor: float, champion: dict[str, Any] | None) -> Decision:
+def decide(candidate_accuracy: float, floor: float, champion: DeploymentRecord | None) -> Decision:
     if candidate_accuracy < floor:
         return Decision(False, f"not deploying: accuracy {candidate_accuracy:.4f} is below the floor {floor:.4f}")
     if champion is None:
         return Decision(True, f"deploying: accuracy {candidate_accuracy:.4f} ≥ floor {floor:.4f}, no live model")
-    best = float(champion["accuracy"])
+    best = champion.accuracy
     if candidate_accuracy < best:
         return Decision(
             False,
             f"not deploying: accuracy {candidate_accuracy:.4f} is below the live model's {best:.4f} "
-            f"({champion.get('model_name')})",
+            f"({champion.model_name})",
         )
     return Decision(
-        True,
-        f"deploying: accuracy {candidate_accuracy:.4f} ≥ live model's {best:.4f} ({champion.get('model_name')})",
+        True, f"deploying: accuracy {candidate_accuracy:.4f} ≥ live model's {best:.4f} ({champion.model_name})"
     )

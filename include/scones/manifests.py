@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,3 +37,33 @@ def parse_lst(text: str, source: str = "<lst>") -> list[LstRow]:
 
 def read_lst(path: Path) -> list[LstRow]:
     return parse_lst(path.read_text(), str(path))
+
+
+@dataclass(frozen=True)
+class SplitKeys:
+    """Where one split of the channels lives under the dataset's S3 prefix, as transform.py writes it."""
+
+    prefix: str  # ".../<dataset id>/", ending in "/"
+    split: str = "test"
+
+    @property
+    def lst(self) -> str:
+        return f"{self.prefix}{self.split}/{self.split}.lst"
+
+    @property
+    def classes(self) -> str:
+        return f"{self.prefix}{self.split}/classes.json"
+
+    @property
+    def images(self) -> str:
+        return f"{self.prefix}{self.split}/images/"
+
+
+def read_split(hook: Any, data_uri: str, split: str = "test") -> tuple[str, SplitKeys, list[LstRow], list[str]]:
+    """A split's bucket, keys, rows and class names through an S3Hook (the test split: what evaluation scores and
+    the smoke executions use)."""
+    bucket, prefix = hook.parse_s3_url(data_uri)
+    keys = SplitKeys(prefix, split)
+    rows = parse_lst(hook.read_key(keys.lst, bucket_name=bucket), keys.lst)
+    classes = [str(name) for name in json.loads(hook.read_key(keys.classes, bucket_name=bucket))]
+    return bucket, keys, rows, classes

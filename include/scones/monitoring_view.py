@@ -2,30 +2,32 @@
 from s3://<bucket>/monitoring/latest/ through the provider's S3Hook on the project's connection.
 
 Plain logic, no Airflow or FastAPI import: the allow-list of files, the S3 keys, the pages shown when there is
-no report yet or S3 cannot be reached, and a reader that turns every S3 failure into one exception with a
-message fit for a browser.
+no report yet or S3 cannot be reached (Jinja2 templates with autoescape: monitoring/templates/no_report.html.j2
+and store_error.html.j2), and a reader that turns every S3 failure into one exception with a message fit for a
+browser.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from include.scones.monitoring.layout import (
+    CHART_NAMES,
+    LATEST_PREFIX,
+    MONITORING_PREFIX,
+    REPORT_FILES,
+)
+from include.scones.monitoring.templating import render
+
 log = logging.getLogger(__name__)
 
-# The workflow DAG uploads each report to monitoring/<timestamp>/ and copies it to monitoring/latest/.
-MONITORING_PREFIX = "monitoring"
-LATEST_PREFIX = f"{MONITORING_PREFIX}/latest"
 PRODUCER_DAG_ID = "scones_inference_workflow"
 
-REPORT_HTML = "report.html"
-SUMMARY_JSON = "summary.json"
-# The only charts served: a name outside this tuple never reaches S3 (no path traversal, no other keys).
-CHART_NAMES = ("confidence_over_time", "confidence_histogram", "class_mix")
-SERVED_FILES = (REPORT_HTML, SUMMARY_JSON, *(f"{name}.png" for name in CHART_NAMES))
+# The only files served: a name outside this tuple never reaches S3 (no path traversal, no other keys).
+SERVED_FILES = REPORT_FILES
 
 # The report is self-contained (inline styles, data: images, no script); the plugin page may only be framed by
 # the Airflow UI of the same origin.
@@ -98,51 +100,15 @@ class S3ReportReader:
             raise ReportStoreError(message) from error
 
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1f2937; }}
-main {{ max-width: 48rem; }}
-h1 {{ font-size: 1.4rem; }}
-code {{ background: #f3f4f6; padding: .1rem .3rem; border-radius: .2rem; }}
-.note {{ color: #6b7280; }}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-{body}
-</main>
-</body>
-</html>
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return _PAGE.format(title=html.escape(title), body=body)
-
-
 def no_report_page(report_uri: str, dag_id: str = PRODUCER_DAG_ID) -> str:
-    esc = html.escape
-    return _page(
-        "No monitoring report yet",
-        f"<p>No monitoring report has been published yet: <code>{esc(report_uri)}</code> does not exist.</p>\n"
-        f"<p>The DAG <code>{esc(dag_id)}</code> produces it. Each run writes a report to "
-        f"<code>{MONITORING_PREFIX}/&lt;timestamp&gt;/</code> and keeps a copy of the newest one under "
-        f"<code>{LATEST_PREFIX}/</code>, which this page shows.</p>\n"
-        f'<p class="note">Trigger <code>{esc(dag_id)}</code> (it needs a deployed endpoint with captured traffic), '
-        "then reload this page.</p>",
+    return render(
+        "no_report.html.j2",
+        report_uri=report_uri,
+        dag_id=dag_id,
+        monitoring_prefix=MONITORING_PREFIX,
+        latest_prefix=LATEST_PREFIX,
     )
 
 
 def error_page(message: str) -> str:
-    return _page(
-        "Monitoring report unavailable",
-        f"<p>The report could not be read from S3.</p>\n<p><code>{html.escape(message)}</code></p>\n"
-        '<p class="note">Check the Airflow connection the project uses (<code>SCONES_AWS_CONN_ID</code>, '
-        "default <code>aws_default</code>) and the bucket setting (<code>SCONES_BUCKET</code>).</p>",
-    )
+    return render("store_error.html.j2", message=message)

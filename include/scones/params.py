@@ -14,7 +14,8 @@ What the trigger form does with each schema key (Airflow 3.3):
   API). The API checks the list's length and uniqueness; the names are checked by `validate` in the `plan` task,
   whose error names only the wrong entries (an `enum` would make the API's message list all 100 names, twice).
 
-Model hyperparameter defaults equal `include/model/train.py`'s own defaults (a test keeps them in step).
+Model hyperparameter defaults equal `include/model/train.py`'s own defaults (a test keeps them in step), except the
+confidence threshold, for which train.py has none: the DAG always sends this Param's value.
 """
 
 from __future__ import annotations
@@ -180,7 +181,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     ),  # fmt: skip
 }
 
-HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "weight_decay", "seed", "members")
+# Sent to train.py. The confidence threshold goes too, so its reported pass share is the workflow's: train.py has
+# no default of its own for it (one value, this Param's), and the filter Lambda gets it as THRESHOLD.
+HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "weight_decay", "seed", "members", "confidence_threshold")
+THRESHOLD_HYPERPARAMETER = "confidence_threshold"
 
 
 class InvalidParams(ValueError):
@@ -211,18 +215,19 @@ def defaults() -> dict[str, Any]:
     return {name: schema["default"] for name, schema in PARAM_SCHEMAS.items()}
 
 
-def rules(name: str) -> dict[str, Any]:
+def rules(name: str, schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> dict[str, Any]:
     """The validation rules of one Param: its schema without the keys meant for people and the form."""
-    return {k: v for k, v in PARAM_SCHEMAS[name].items() if k not in _PRESENTATION_KEYS}
+    return {k: v for k, v in schemas[name].items() if k not in _PRESENTATION_KEYS}
 
 
-def _problem(name: str, value: Any) -> str | None:
-    schema = PARAM_SCHEMAS[name]
+def _problem(name: str, value: Any, schemas: Mapping[str, Mapping[str, Any]]) -> str | None:
+    schema = schemas[name]
     # JSON Schema treats True as an integer-compatible number; a Param of True is a mistake here.
     if isinstance(value, bool):
-        return f"{value!r} is not a {schema['type']}"
+        article = "an" if schema["type"][0] in "aeiou" else "a"
+        return f"{value!r} is not {article} {schema['type']}"
     try:
-        jsonschema.validate(value, rules(name))
+        jsonschema.validate(value, rules(name, schemas))
     except jsonschema.ValidationError as exc:
         return exc.message
     if name == "classes":
@@ -233,19 +238,29 @@ def _problem(name: str, value: Any) -> str | None:
     return None
 
 
-def validate(params: Mapping[str, Any]) -> TrainingParams:
-    """Check every Param against its schema; the error lists each bad Param with the reason."""
-    values = defaults() | {k: v for k, v in params.items() if k in PARAM_SCHEMAS}
+def checked_values(
+    params: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]], error: type[ValueError]
+) -> dict[str, Any]:
+    """Every Param of `schemas` from `params` or its default, checked against its schema; `error` lists each bad
+    Param with the reason. Shared by the DAGs whose Params these modules define (training, teardown)."""
+    values = {name: schema["default"] for name, schema in schemas.items()}
+    values |= {k: v for k, v in params.items() if k in schemas}
     problems = []
-    for name, schema in PARAM_SCHEMAS.items():
+    for name, schema in schemas.items():
         # The UI form and JSON conf may send 60.0 for an integer; SageMaker and train.py need 60.
         value = values[name]
         if schema["type"] == "integer" and isinstance(value, float) and value.is_integer():
             values[name] = int(value)
-        problem = _problem(name, values[name])
+        problem = _problem(name, values[name], schemas)
         if problem:
             problems.append(f"{name}: {problem}")
     if problems:
-        raise InvalidParams("invalid DAG Params: " + "; ".join(problems))
+        raise error("invalid DAG Params: " + "; ".join(problems))
+    return values
+
+
+def validate(params: Mapping[str, Any]) -> TrainingParams:
+    """Check every Param against its schema; the error lists each bad Param with the reason."""
+    values = checked_values(params, PARAM_SCHEMAS, InvalidParams)
     values["classes"] = tuple(values["classes"])
     return TrainingParams(**values)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from include.scones.params import TrainingParams
+from include.scones.records import RunPlan
 
 PROJECT_TAG = {"Key": "project", "Value": "scones-unlimited"}
 ENDPOINT_TAG_KEY = "scones:endpoint"  # which endpoint a model or config was made for (teardown reads it)
@@ -21,7 +20,6 @@ INFERENCE_PROGRAM = "inference.py"
 # Lines train.py prints; SageMaker turns them into CloudWatch metrics.
 METRIC_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": r"val_accuracy=([0-9.]+)"},
     {"Name": "test:accuracy", "Regex": r"test_accuracy=([0-9.]+)"},
 ]
 
@@ -30,43 +28,6 @@ def run_name(run_id: str, run_after: datetime) -> str:
     """One id per DAG run, from which every resource name of the run is derived (31 chars)."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
     return f"scones-{run_after:%Y%m%d-%H%M%S}-{digest}"
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run decides up front; plain data so it travels through XCom."""
-
-    name: str
-    bucket: str
-    region: str
-    role_arn: str
-    training_image: str
-    inference_image: str
-    endpoint_name: str
-    model_output_uri: str  # s3://bucket/models/
-    capture_uri: str
-    registry_key: str
-    params: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
-        return cls(**data)
-
-    @property
-    def training_params(self) -> TrainingParams:
-        from include.scones.params import validate
-
-        return validate(self.params)
-
-    @property
-    def transform_job_name(self) -> str:
-        return f"{self.name}-eval"
-
-    def evaluation_output_uri(self, training_job_name: str) -> str:
-        return f"{self.model_output_uri}{training_job_name}/evaluation/"
 
 
 def _endpoint_tags(plan: RunPlan) -> list[dict[str, str]]:
@@ -90,7 +51,7 @@ def _s3_channel(name: str, uri: str) -> dict[str, Any]:
 
 def training_job(plan: RunPlan, data_uri: str, code_uri: str) -> dict[str, Any]:
     """CreateTrainingJob for script mode: the framework image runs `train.py` from `sourcedir.tar.gz`."""
-    params = plan.training_params
+    params = plan.params
     return {
         "TrainingJobName": plan.name,
         "RoleArn": plan.role_arn,
@@ -153,14 +114,14 @@ def transform_job(plan: RunPlan, test_images_uri: str, training_job_name: str) -
             "Accept": "application/json",
             "AssembleWith": "None",
         },
-        "TransformResources": {"InstanceType": plan.training_params.inference_instance_type, "InstanceCount": 1},
+        "TransformResources": {"InstanceType": plan.params.inference_instance_type, "InstanceCount": 1},
         "Tags": [PROJECT_TAG],
     }
 
 
 def endpoint_config(plan: RunPlan) -> dict[str, Any]:
     """CreateEndpointConfig with data capture of requests and responses for monitoring."""
-    params = plan.training_params
+    params = plan.params
     return {
         "EndpointConfigName": plan.name,
         "ProductionVariants": [

@@ -1,75 +1,96 @@
-"""Project settings: one place that reads environment variables and Airflow Variables, with defaults.
+"""Project settings: one typed model, read from Airflow Variables and environment variables, checked once.
 
 Precedence for every setting: an Airflow Variable of the same name, then the environment variable, then the
-default. Airflow is not imported here: DAG tasks pass a `variables` lookup (see `load`), so parsing a DAG file
-never touches the metadata database, and unit tests pass a dict.
+default; an empty value counts as unset, and values are stripped. Each field's variable is `SCONES_` plus its
+name in capitals. Values are converted and checked when the settings are loaded, so a task never parses a
+string itself, and a wrong value fails with the variable's name ("SCONES_SMOKE_EXECUTIONS: Input should be a
+valid integer").
+
+Airflow is not imported here: tasks pass a `variables` lookup (see `load`), so parsing a DAG file never touches the
+metadata database, and unit tests pass a dict. The few settings a DAG file needs while it is parsed (connection
+id, schedules, poll interval) come from the environment only (`parse_time`), never from Variables.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 OFFICIAL_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 OFFICIAL_CIFAR_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+PREFIX = "SCONES_"
 
-# (setting, variable name, default). Defaults work unchanged on the local cloud; on AWS set at least SCONES_BUCKET.
-_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    ("cifar_url", "SCONES_CIFAR_URL", OFFICIAL_CIFAR_URL),
-    ("cifar_md5", "SCONES_CIFAR_MD5", OFFICIAL_CIFAR_MD5),
-    ("cache_dir", "SCONES_CACHE_DIR", str(Path.home() / ".cache" / "scones-unlimited")),
-    ("bucket", "SCONES_BUCKET", "scones-unlimited"),
-    ("data_prefix", "SCONES_DATA_PREFIX", "datasets/cifar100"),
-    ("model_prefix", "SCONES_MODEL_PREFIX", "models"),
-    ("code_prefix", "SCONES_CODE_PREFIX", "code"),
-    ("capture_prefix", "SCONES_CAPTURE_PREFIX", "data_capture"),
-    ("registry_prefix", "SCONES_REGISTRY_PREFIX", "registry"),
-    ("endpoint_name", "SCONES_ENDPOINT_NAME", "scones-vehicle-classifier"),
-    ("sagemaker_role", "SCONES_SAGEMAKER_ROLE", "scones-sagemaker-execution"),
-    ("training_image", "SCONES_TRAINING_IMAGE", ""),
-    ("inference_image", "SCONES_INFERENCE_IMAGE", ""),
-    ("lambda_role", "SCONES_LAMBDA_ROLE", "scones-lambda-execution"),
-    ("states_role", "SCONES_STATES_ROLE", "scones-states-execution"),
-    ("smoke_executions", "SCONES_SMOKE_EXECUTIONS", "6"),
-    ("alert_low_confidence_share", "SCONES_ALERT_LOW_CONFIDENCE_SHARE", "0.5"),
-    ("alert_psi", "SCONES_ALERT_PSI", "0.25"),
-    ("alert_min_records", "SCONES_ALERT_MIN_RECORDS", "50"),
-    ("report_lag_minutes", "SCONES_REPORT_LAG_MINUTES", "15"),
-    ("pytorch_version", "SCONES_PYTORCH_VERSION", "2.5.1"),
-    ("python_version", "SCONES_PYTHON_VERSION", "py311"),
-)
+Lookup = Callable[[str], Any]
 
 
-@dataclass(frozen=True)
-class Settings:
-    cifar_url: str
-    cifar_md5: str
-    cache_dir: str
-    bucket: str
-    data_prefix: str
-    model_prefix: str
-    code_prefix: str
-    capture_prefix: str
-    registry_prefix: str
-    endpoint_name: str
+class InvalidSettings(ValueError):
+    pass
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def variable_names(cls) -> tuple[str, ...]:
+        return tuple(variable_name(name) for name in cls.model_fields)
+
+    @classmethod
+    def from_lookups(cls, *lookups: Lookup) -> Any:
+        """The first non-empty value of each field's variable over `lookups`, in order; then the default."""
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            for lookup in lookups:
+                value = lookup(variable_name(name))
+                if value is not None and str(value).strip():
+                    values[name] = str(value).strip()
+                    break
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{variable_name(str(error['loc'][0]))}: {error['msg']} (got {error['input']!r})"
+                for error in exc.errors()
+            )
+            raise InvalidSettings(problems) from None
+
+
+def variable_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+class Settings(_Model):
+    """Defaults work unchanged on the local cloud; on AWS set at least SCONES_BUCKET."""
+
+    cifar_url: str = OFFICIAL_CIFAR_URL
+    cifar_md5: str = OFFICIAL_CIFAR_MD5
+    cache_dir: str = str(Path.home() / ".cache" / "scones-unlimited")
+    bucket: str = "scones-unlimited"
+    data_prefix: str = "datasets/cifar100"
+    model_prefix: str = "models"
+    code_prefix: str = "code"
+    capture_prefix: str = "data_capture"
+    registry_prefix: str = "registry"
+    endpoint_name: str = "scones-vehicle-classifier"
     # A role name (resolved against the caller's account) or a full role ARN.
-    sagemaker_role: str
+    sagemaker_role: str = "scones-sagemaker-execution"
     # Empty means "the AWS Deep Learning Container for the connection's region" (see include/scones/images.py).
-    training_image: str
-    inference_image: str
+    training_image: str = ""
+    inference_image: str = ""
     # The inference workflow: roles (names or ARNs), smoke executions per run, monitoring alert limits.
-    lambda_role: str
-    states_role: str
-    smoke_executions: str
-    alert_low_confidence_share: str
-    alert_psi: str
-    alert_min_records: str
+    lambda_role: str = "scones-lambda-execution"
+    states_role: str = "scones-states-execution"
+    smoke_executions: int = Field(6, ge=1)
+    alert_low_confidence_share: float = Field(0.5, ge=0, le=1)
+    alert_psi: float = Field(0.25, ge=0)
+    alert_min_records: int = Field(50, ge=0)
     # AWS delivers capture files minutes late: the report stops this long before now (the local cloud: seconds).
-    report_lag_minutes: str
-    pytorch_version: str
-    python_version: str
+    report_lag_minutes: float = Field(15.0, ge=0)
+    pytorch_version: str = "2.5.1"
+    python_version: str = "py311"
 
     @property
     def capture_uri(self) -> str:
@@ -86,38 +107,39 @@ class Settings:
         return role if role.startswith("arn:") else f"arn:aws:iam::{account_id}:role/{role}"
 
 
-VARIABLE_NAMES = tuple(name for _, name, _ in _SETTINGS)
+class ParseTimeSettings(_Model):
+    """What a DAG file needs while it is parsed: from the environment only (a Variable would cost a database query
+    at every parse)."""
+
+    aws_conn_id: str = "aws_default"
+    # How often operators, sensors and waiters poll SageMaker and Step Functions; tests and the demo lower it.
+    poll_seconds: int = Field(30, ge=1)
+    training_schedule: str = "@weekly"
+    workflow_schedule: str = "@hourly"
 
 
-def load(
-    env: Mapping[str, str] | None = None,
-    variables: Callable[[str], str | None] | Mapping[str, str] | None = None,
-) -> Settings:
-    """Build the settings. `variables` is Airflow's Variable lookup (or a dict in tests)."""
+VARIABLE_NAMES = Settings.variable_names()
+
+
+def load(env: Mapping[str, str] | None = None, variables: Lookup | Mapping[str, str] | None = None) -> Settings:
+    """The settings. `variables` is Airflow's Variable lookup (or a dict in tests); `env` defaults to os.environ."""
     env = os.environ if env is None else env
     if variables is None:
-        lookup: Callable[[str], str | None] = lambda _name: None  # noqa: E731
+        lookup: Lookup = lambda _name: None  # noqa: E731
     elif isinstance(variables, Mapping):
         lookup = variables.get
     else:
         lookup = variables
-    values: dict[str, str] = {}
-    for attribute, name, default in _SETTINGS:
-        value = lookup(name)
-        if value in (None, ""):
-            value = env.get(name) or default
-        values[attribute] = str(value).strip()
-    assert {f.name for f in fields(Settings)} == set(values)
-    return Settings(**values)
+    settings: Settings = Settings.from_lookups(lookup, env.get)
+    return settings
 
 
-def parse_time_setting(name: str, default: str) -> str:
-    """Settings needed while the DAG file is parsed (schedule, connection id): environment only, never Variables."""
-    return os.environ.get(name) or default
+def parse_time(env: Mapping[str, str] | None = None) -> ParseTimeSettings:
+    settings: ParseTimeSettings = ParseTimeSettings.from_lookups((os.environ if env is None else env).get)
+    return settings
 
 
-AWS_CONN_ID_VARIABLE = "SCONES_AWS_CONN_ID"
-# How often operators and waiters poll SageMaker; tests and the demo lower it.
-POLL_SECONDS_VARIABLE = "SCONES_POLL_SECONDS"
+AWS_CONN_ID_VARIABLE = variable_name("aws_conn_id")
+POLL_SECONDS_VARIABLE = variable_name("poll_seconds")
 # The Airflow Asset the training DAG updates after each deploy; the workflow DAG is scheduled on it.
 ENDPOINT_ASSET_NAME = "scones_vehicle_classifier_endpoint"

@@ -15,19 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from include.scones import archives, evaluation, gate, images, params, s3_sync
-from include.scones.manifests import parse_lst
-from include.scones.sagemaker_requests import RunPlan, run_name
+from include.scones.manifests import read_split
+from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan, read_deployment
+from include.scones.sagemaker_requests import run_name
 from include.scones.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MODEL_CODE_DIR = Path(__file__).resolve().parent.parent / "model"
 MODEL_CODE_FILES = ("train.py", "inference.py", "model.py", "requirements.txt")
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 # --- PLAN -------------------------------------------------------------------------------------------------
@@ -49,8 +45,7 @@ def plan_run(
         model_output_uri=f"s3://{settings.bucket}/{settings.model_prefix}/",
         capture_uri=settings.capture_uri,
         registry_key=settings.registry_key,
-        params={**params.defaults(), **{k: raw_params[k] for k in params.PARAM_SCHEMAS if k in raw_params}}
-        | {"classes": list(validated.classes)},
+        params=validated,
     )
 
 
@@ -82,14 +77,12 @@ def package_code(hook: Any, plan: RunPlan, settings: Settings, code_dir: Path = 
 
 
 # --- EVALUATE ---------------------------------------------------------------------------------------------
-def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[str, Any]) -> EvaluationResult:
     """Score the batch-transform outputs against test.lst, write evaluation.json beside model.tar.gz."""
     job_name = training["TrainingJobName"]
     artifact = training["ModelArtifacts"]["S3ModelArtifacts"]
-    data_bucket, data_key = split_s3_uri(data_uri)
-    rows = parse_lst(hook.read_key(f"{data_key}test/test.lst", bucket_name=data_bucket), "test.lst")
-    class_names = json.loads(hook.read_key(f"{data_key}test/classes.json", bucket_name=data_bucket))
-    out_bucket, out_prefix = split_s3_uri(plan.evaluation_output_uri(job_name) + "predictions/")
+    _, _, rows, class_names = read_split(hook, data_uri)
+    out_bucket, out_prefix = hook.parse_s3_url(plan.evaluation_output_uri(job_name) + "predictions/")
     keys = [k for k in hook.list_keys(bucket_name=out_bucket, prefix=out_prefix) or [] if k.endswith(".out")]
 
     def read(key: str) -> tuple[str, list[float]]:
@@ -98,29 +91,23 @@ def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[st
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         predictions = dict(pool.map(read, keys))
-    metrics = evaluation.evaluate(predictions, rows, class_names, plan.training_params.confidence_threshold)
-    artifact_bucket, artifact_key = split_s3_uri(artifact)
+    metrics = evaluation.evaluate(predictions, rows, class_names, plan.params.confidence_threshold)
+    artifact_bucket, artifact_key = hook.parse_s3_url(artifact)
     evaluation_key = artifact_key.rsplit("/", 1)[0] + "/evaluation.json"
     record = {"training_job_name": job_name, "model_artifact": artifact, "model_name": plan.name, **metrics}
     hook.load_string(json.dumps(record, indent=2), key=evaluation_key, bucket_name=artifact_bucket, replace=True)
     log.info("evaluation of %s\n%s", job_name, evaluation.summary(metrics))
-    return {
-        "accuracy": metrics["accuracy"],
-        "pass_share_at_threshold": metrics["pass_share_at_threshold"],
-        "accuracy_among_passed": metrics["accuracy_among_passed"],
-        "evaluation_uri": f"s3://{artifact_bucket}/{evaluation_key}",
-        "training_job_name": job_name,
-        "data_uri": data_uri,
-    }
+    return EvaluationResult(
+        training_job_name=job_name,
+        data_uri=data_uri,
+        evaluation_uri=f"s3://{artifact_bucket}/{evaluation_key}",
+        accuracy=metrics["accuracy"],
+        pass_share_at_threshold=metrics["pass_share_at_threshold"],
+        accuracy_among_passed=metrics["accuracy_among_passed"],
+    )
 
 
 # --- GATE -------------------------------------------------------------------------------------------------
-def read_registry(hook: Any, plan: RunPlan) -> dict[str, Any] | None:
-    if not hook.check_for_key(plan.registry_key, bucket_name=plan.bucket):
-        return None
-    return json.loads(hook.read_key(plan.registry_key, bucket_name=plan.bucket))
-
-
 def describe_endpoint(sagemaker_client: Any, name: str) -> dict[str, Any] | None:
     try:
         return sagemaker_client.describe_endpoint(EndpointName=name)
@@ -130,30 +117,18 @@ def describe_endpoint(sagemaker_client: Any, name: str) -> dict[str, Any] | None
         raise
 
 
-def decide_deployment(s3_hook: Any, sagemaker_client: Any, plan: RunPlan, result: Mapping[str, Any]) -> gate.Decision:
-    champion = gate.live_champion(read_registry(s3_hook, plan), describe_endpoint(sagemaker_client, plan.endpoint_name))
-    decision = gate.decide(result["accuracy"], plan.training_params.min_accuracy, champion)
+def decide_deployment(s3_hook: Any, sagemaker_client: Any, plan: RunPlan, result: EvaluationResult) -> gate.Decision:
+    registry = read_deployment(s3_hook, plan.bucket, plan.registry_key)
+    champion = gate.live_champion(registry, describe_endpoint(sagemaker_client, plan.endpoint_name))
+    decision = gate.decide(result.accuracy, plan.params.min_accuracy, champion)
     log.info(decision.reason)
     return decision
 
 
 # --- DEPLOY -----------------------------------------------------------------------------------------------
-def record_deployment(hook: Any, plan: RunPlan, result: Mapping[str, Any]) -> dict[str, Any]:
+def record_deployment(hook: Any, plan: RunPlan, result: EvaluationResult) -> DeploymentRecord:
     """Write the registry entry the next run's gate and the monitoring report read."""
-    record = {
-        "endpoint_name": plan.endpoint_name,
-        "endpoint_config_name": plan.name,
-        "model_name": plan.name,
-        "training_job_name": result["training_job_name"],
-        "accuracy": result["accuracy"],
-        "pass_share_at_threshold": result["pass_share_at_threshold"],
-        "accuracy_among_passed": result["accuracy_among_passed"],
-        "evaluation_uri": result["evaluation_uri"],
-        "data_uri": result.get("data_uri"),
-        "classes": plan.training_params.classes,
-        "confidence_threshold": plan.training_params.confidence_threshold,
-        "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    hook.load_string(json.dumps(record, indent=2), key=plan.registry_key, bucket_name=plan.bucket, replace=True)
-    log.info("endpoint %s now serves %s (accuracy %.4f)", plan.endpoint_name, plan.name, result["accuracy"])
+    record = DeploymentRecord.of(plan, result, deployed_at=datetime.now(UTC).replace(microsecond=0))
+    hook.load_string(record.to_json(), key=plan.registry_key, bucket_name=plan.bucket, replace=True)
+    log.info("endpoint %s now serves %s (accuracy %.4f)", plan.endpoint_name, plan.name, result.accuracy)
     return record

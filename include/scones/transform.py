@@ -69,13 +69,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def transform(archive: CifarArchive, class_names: Sequence[str], output_dir: Path, archive_md5: str) -> dict[str, Any]:
+def write_channels(
+    archive: CifarArchive, class_names: Sequence[str], output_dir: Path, archive_md5: str
+) -> dict[str, Any]:
     """Write the channels to `output_dir` (replaced atomically) and return the manifest."""
     labels = select_labels(archive, class_names)
     staging = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        manifest = _write_channels(archive, class_names, labels, staging, archive_md5)
+        manifest = _write_staging(archive, class_names, labels, staging, archive_md5)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -84,7 +86,7 @@ def transform(archive: CifarArchive, class_names: Sequence[str], output_dir: Pat
     return manifest
 
 
-def _write_channels(
+def _write_staging(
     archive: CifarArchive, class_names: Sequence[str], labels: dict[int, int], staging: Path, archive_md5: str
 ) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}

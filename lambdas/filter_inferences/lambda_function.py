@@ -1,7 +1,8 @@
 """filter_inferences: let confident inferences through, fail the rest with ThresholdConfidenceNotMet.
 
 Event and result: classify_image's {"statusCode": 200, "body": {..., "inferences": [...]}}, returned unchanged
-when max(inferences) >= THRESHOLD. Environment: THRESHOLD (default 0.93), read once when the function loads."""
+when max(inferences) >= THRESHOLD. Environment: THRESHOLD (required: the training Param
+`confidence_threshold`, which the workflow DAG deploys), read once when the function loads."""
 
 from __future__ import annotations
 

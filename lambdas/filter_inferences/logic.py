@@ -7,9 +7,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-DEFAULT_THRESHOLD = 0.93
-
-
 ENVELOPE_SHAPE = '{"statusCode": 200, "body": {"image_data", "s3_bucket", "s3_key", "inferences"}}'
 
 
@@ -43,9 +40,10 @@ class ImageEnvelope(TypedDict):
 
 
 def parse_threshold(raw: str | None) -> float:
-    """THRESHOLD as a float in [0, 1]; DEFAULT_THRESHOLD when unset or blank."""
+    """THRESHOLD as a float in [0, 1]. Required: the workflow DAG sets it from the deployed model's
+    confidence_threshold (the training Param), so the function has no default of its own to drift from it."""
     if raw is None or not raw.strip():
-        return DEFAULT_THRESHOLD
+        raise InvalidSetting("environment variable THRESHOLD must be set: the workflow DAG deploys it from the Param")
     try:
         value = float(raw)
     except ValueError:

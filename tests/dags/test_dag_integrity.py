@@ -57,6 +57,20 @@ def test_training_params_are_validated_by_the_ui_form(dagbag) -> None:
     assert params.get_param("classes").resolve(["bicycle", "unicorn"]) == ["bicycle", "unicorn"]
 
 
+def test_teardown_defaults_to_the_full_teardown_and_branches_to_pruning(dagbag) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = dagbag.dags["scones_teardown"]
+    assert dag.params.get_param("mode").resolve() == "all"  # a trigger without the form does what it always did
+    assert dag.params.get_param("keep_last").resolve() == 2
+    with pytest.raises(ParamValidationError, match="101 is greater than the maximum of 100"):
+        dag.params.get_param("keep_last").resolve(101)  # refused, never clamped
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("mode").resolve("everything")
+    assert dag.get_task("choose_mode").downstream_task_ids == {"delete_workflow", "prune_configs_and_models"}
+    assert dag.get_task("delete_workflow").downstream_task_ids == {"delete_endpoint_and_models"}
+
+
 @pytest.mark.parametrize("dag_id", ["scones_training_pipeline", "scones_inference_workflow"])
 def test_the_schedule_survives_serialization_and_starts_no_past_tick(dagbag, dag_id: str) -> None:
     """The scheduler sees the DAG through its serialized form; the custom timetable must come back as itself."""

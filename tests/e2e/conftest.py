@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include.scones.fixture import build_fixture
 from tools.cifar_mirror import ARCHIVE_NAME, DATASET, serve_archive
+from tools.fixture import build_fixture
 
 
 @dataclass(frozen=True)

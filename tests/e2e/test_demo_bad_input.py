@@ -22,7 +22,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 
 
-
 @pytest.mark.e2e
 def test_demo_with_an_unreachable_cifar_url_names_the_url_and_settings_and_leaves_the_cloud_up(
     local_cloud: Any, tmp_path: Path

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from include.scones.lambda_deploy import FUNCTIONS
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.e2e.test_training_pipeline import BUCKET, ENDPOINT, _json, _keys, _run, _states
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,10 @@ import time
 from typing import Any
 
 import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from include.scones.manifests import parse_lst
+from include.scones.records import DeploymentRecord, RunPlan, read_deployment
 from tests.localcloud.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +80,16 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert capture["EnableCapture"] and capture["CurrentSamplingPercentage"] == 100
     registry = _json(s3, f"registry/{ENDPOINT}.json")
     assert registry["accuracy"] == evaluation["accuracy"] and registry["endpoint_config_name"] == plan["name"]
+    # What the training DAG wrote is what the workflow DAG reads: the same S3 object through the same record type
+    # (include/scones/records.py), as the workflow's `plan` task reads it; and the threshold is the Param's, the
+    # one value train.py was given, the evaluation used and the filter Lambda will get.
+    deployment = read_deployment(S3Hook(aws_conn_id="aws_default"), BUCKET, f"registry/{ENDPOINT}.json")
+    recorded = first.get_task_instance("record_deployment").xcom_pull(task_ids="record_deployment")
+    assert deployment == DeploymentRecord.from_xcom(recorded)
+    run_plan = RunPlan.from_xcom(plan)
+    assert deployment is not None and deployment.endpoint_config_name == run_plan.name
+    assert deployment.confidence_threshold == evaluation["threshold"] == run_plan.params.confidence_threshold
+    assert json.loads(job["HyperParameters"]["confidence_threshold"]) == deployment.confidence_threshold
 
     # A real test image the evaluation got right must come back with the same label from the live endpoint.
     test_lst = s3.get_object(Bucket=BUCKET, Key=f"{data_prefix}test/test.lst")["Body"].read().decode()

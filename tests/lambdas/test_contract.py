@@ -39,7 +39,7 @@ def test_a_low_confidence_image_stops_at_the_filter_by_name() -> None:
 
 
 def test_the_envelope_types_agree_from_one_function_to_the_next() -> None:
-    logics = [load_lambda(name).logic for name in FUNCTIONS]
+    logics = [load_lambda(name, {"ENDPOINT_NAME": "ep", "THRESHOLD": "0.93"}).logic for name in FUNCTIONS]
     # Each module's own annotations (strings, under `from __future__ import annotations`): same names, same types.
     envelopes = [logic.ImageEnvelope.__annotations__ for logic in logics]
     records = [logic.ImageRecord.__annotations__ for logic in logics]

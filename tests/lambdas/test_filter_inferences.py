@@ -54,15 +54,21 @@ def test_missing_or_empty_inferences_are_invalid_not_low_confidence(
         strict.handler.lambda_handler(event, FakeLambdaContext())
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, 0.93), ("", 0.93), ("0.5", 0.5), ("0", 0.0), ("1", 1.0)])
-def test_threshold_defaults_to_0_93_and_parses_as_a_float(raw: str | None, expected: float) -> None:
-    env = {} if raw is None else {"THRESHOLD": raw}
-    assert load_lambda("filter_inferences", env).handler.SETTINGS.threshold == expected
+@pytest.mark.parametrize(("raw", "expected"), [("0.93", 0.93), ("0.5", 0.5), ("0", 0.0), ("1", 1.0)])
+def test_the_threshold_parses_as_a_float(raw: str, expected: float) -> None:
+    assert load_lambda("filter_inferences", {"THRESHOLD": raw}).handler.SETTINGS.threshold == expected
+
+
+@pytest.mark.parametrize("env", [{}, {"THRESHOLD": ""}, {"THRESHOLD": "  "}], ids=["unset", "empty", "blank"])
+def test_the_threshold_has_no_default_of_its_own(env: dict[str, str]) -> None:
+    # One value, the training Param, deployed by the workflow DAG: a function without it refuses to load
+    with pytest.raises(ValueError, match="THRESHOLD must be set"):
+        load_lambda("filter_inferences", env)
 
 
 @pytest.mark.parametrize("raw", ["high", "1.5", "-0.1", "nan", "0,9"])
 def test_a_threshold_outside_0_to_1_is_a_clear_error(raw: str) -> None:
-    logic = load_lambda("filter_inferences").logic
+    logic = load_lambda("filter_inferences", {"THRESHOLD": "0.93"}).logic
     with pytest.raises(logic.InvalidSetting, match=f"THRESHOLD must be a number between 0 and 1, got '{raw}'"):
         logic.parse_threshold(raw)
     with pytest.raises(ValueError, match="THRESHOLD must be a number between 0 and 1"):

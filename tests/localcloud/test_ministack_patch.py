@@ -166,7 +166,8 @@ svc._functions._data.clear()
 for name, config in configs.items():
     svc._functions._data[("000000000000", "us-east-1", name)] = {"config": dict(config), "versions": {}}
 svc.load_persisted_state(svc.get_state())
-print(json.dumps({k[-1]: [f["config"]["State"], f["config"]["LastUpdateStatus"]] for k, f in svc._functions._data.items()}))
+states = {k[-1]: [f["config"]["State"], f["config"]["LastUpdateStatus"]] for k, f in svc._functions._data.items()}
+print(json.dumps(states))
 """
 
 

@@ -181,3 +181,27 @@ def test_a_reply_that_is_not_http_is_a_disconnect() -> None:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_get_sends_an_empty_body_on_the_same_pool() -> None:
+    requests: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            requests.append(head.split(b"\r\n", 1)[0])
+            writer.write(reply(b""))
+            await writer.drain()
+
+    async def scenario() -> None:
+        port = free_port()
+        server, connections = await serve(record, port)
+        pool = WorkerConnectionPool("127.0.0.1", port)
+        assert (await pool.get("/ping", 1.0, 1.0)).status == 200
+        assert (await post(pool, b"")).status == 200
+        assert requests == [b"GET /ping HTTP/1.1", b"POST /invocations HTTP/1.1"]
+        assert connections == [0]
+        pool.close()
+        server.close()
+
+    asyncio.run(scenario())

@@ -68,7 +68,7 @@ def test_weights_are_a_plain_state_dict(trained, pytorch_runner) -> None:
     assert int(result.stdout) > 10
 
 
-def test_hyphenated_flags_classes_json_and_validation_split(train_job, tmp_path: Path) -> None:
+def test_hyphenated_flags_and_classes_json(train_job, tmp_path: Path) -> None:
     names = ["scone", "muffin", "crumpet"]
     run = train_job(
         tmp_path,
@@ -76,27 +76,59 @@ def test_hyphenated_flags_classes_json_and_validation_split(train_job, tmp_path:
         "0.01",
         "--weight-decay",
         "0",
-        "--label-smoothing",
-        "0.1",
-        "--val-fraction",
-        "0.25",
         "--tta-flip",
         "False",
+        "--confidence-threshold",
+        "0.5",
         class_names=names,
         test_channel=False,
     )
     hyperparameters = json.loads(re.search(r"^hyperparameters: (.*)$", run.result.stdout, re.MULTILINE).group(1))
     assert hyperparameters["learning_rate"] == 0.01
     assert hyperparameters["weight_decay"] == 0.0
-    assert hyperparameters["val_fraction"] == 0.25
-    assert "train=18 val=6 " in run.result.stdout  # 25% of each class's 8 images held out
+    assert hyperparameters["confidence_threshold"] == 0.5
+    assert "train=24 classes=['scone', 'muffin', 'crumpet'] " in run.result.stdout
     config = json.loads((run.model_dir / "model_config.json").read_text())
     assert config["class_names"] == names
     assert config["tta_flip"] is False
     metrics = json.loads((run.output_dir / "metrics.json").read_text())["metrics"]
-    assert "validation_accuracy" in metrics
-    assert metrics["temperature"] == config["temperature"]  # fitted on the validation split, then saved
+    assert metrics["temperature"] == config["temperature"] == 0.71  # the default, saved as given
     assert not any(key.startswith("test_") for key in metrics)
+
+
+def test_experiments_are_not_hyperparameters_of_the_job(pytorch_runner, channel_factory, tmp_path: Path) -> None:
+    """Mixup, EMA, zoom, rotation, cutout, label smoothing and a validation split live in
+    benchmarks/experiments.py: the training job refuses them rather than silently training without them."""
+    env = {"SM_CHANNEL_TRAIN": str(channel_factory(tmp_path / "train", 2)), "SM_MODEL_DIR": str(tmp_path / "model")}
+    result = pytorch_runner(["train.py", "--epochs", "1", "--mixup", "0.2", "--val_fraction", "0.2"], env=env)
+    assert result.returncode != 0
+    assert "unrecognized arguments: --mixup 0.2 --val_fraction 0.2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "threshold", "pass_share"),
+    [("--confidence_threshold", "0", 1.0), ("--confidence-threshold", "1", 0.0)],
+)
+def test_confidence_threshold_sets_the_reported_pass_share(
+    trained, train_job, tmp_path: Path, flag: str, threshold: str, pass_share: float
+) -> None:
+    """The threshold is the DAG's Param passed on as a hyperparameter: it decides the reported pass share and
+    nothing else; without it (the `trained` job) no pass share is reported at all."""
+    unthresholded = json.loads((trained.output_dir / "metrics.json").read_text())["metrics"]
+    assert "test_accuracy" in unthresholded
+    assert not {"test_pass_share", "test_pass_accuracy"} & set(unthresholded)
+    run = train_job(tmp_path, flag, threshold)
+    metrics = json.loads((run.output_dir / "metrics.json").read_text())["metrics"]
+    assert metrics["test_pass_share"] == pass_share
+    assert re.search(rf"^test_pass_share={pass_share:.4f}$", run.result.stdout, re.MULTILINE), run.result.stdout
+    assert (run.model_dir / "model.pth").read_bytes() == (trained.model_dir / "model.pth").read_bytes()
+    assert metrics["test_accuracy"] == unthresholded["test_accuracy"]
+
+
+def test_confidence_threshold_must_be_a_probability(pytorch_runner, tmp_path: Path) -> None:
+    result = pytorch_runner(["train.py", "--confidence_threshold", "93"], env={"SM_CHANNEL_TRAIN": str(tmp_path)})
+    assert result.returncode != 0
+    assert "--confidence_threshold must be in [0, 1]" in result.stderr
 
 
 def test_same_seed_same_weights(trained, train_job, tmp_path: Path) -> None:
@@ -126,6 +158,7 @@ def test_sm_environment_gives_the_defaults(pytorch_runner, tmp_path: Path) -> No
         "/opt/ml/output/data",
     )
     assert args["num_threads"] == 3
+    assert args["confidence_threshold"] is None  # the DAG sends its Param; train.py keeps no copy of it
     assert args["epochs"] > 1 and args["learning_rate"] > 0 and args["batch_size"] > 1
 
 

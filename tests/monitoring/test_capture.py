@@ -24,8 +24,8 @@ from include.scones.monitoring.capture import (
     keys_in_window,
     parse_record,
 )
-from include.scones.monitoring.synthetic import TINY_PNG, capture_line, tiny_png
 from localcloud.sagemaker.runners.capture import build_record
+from tools.synthetic_traffic import TINY_PNG, capture_line, tiny_png
 
 WHEN = datetime(2026, 11, 21, 17, 25, 49, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from include.scones.monitoring.report import (
     report_files,
 )
 from include.scones.monitoring.stats import BaselineError, Limits
-from include.scones.monitoring.synthetic import TINY_PNG, Traffic, capture_line, tiny_png
+from tools.synthetic_traffic import TINY_PNG, Traffic, capture_line, tiny_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 START = datetime(2026, 11, 21, tzinfo=UTC)
@@ -183,7 +183,7 @@ def test_hostile_text_is_escaped_everywhere() -> None:
     page = report.html
     assert "<script>" not in page and "<img src=x" not in page and "<i>ep" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "a&quot;b&amp;c" in page
+    assert "a&#34;b&amp;c" in page  # Jinja2's autoescape (markupsafe) spells `"` as &#34;
     assert "&lt;img src=x onerror=y&gt;" in page
     for png in report.charts.values():  # a `$` in a class name does not break matplotlib's mathtext
         assert_non_trivial(png)

@@ -16,7 +16,7 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from include.scones import monitoring_view as view
-from include.scones.monitoring.report import REPORT_FILES
+from include.scones.monitoring.layout import CHART_NAMES, REPORT_FILES
 from tests.plugins.conftest import PLUGIN_MODULE, PLUGINS_FOLDER, PROJECT_ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake chart"
@@ -24,7 +24,7 @@ REPORT = "<!doctype html><html><head><title>Monitoring report</title></head><bod
 FILES = {
     "report.html": REPORT.encode(),
     "summary.json": json.dumps({"totals": {"records": 3}}).encode(),
-    **{f"{name}.png": PNG + name.encode() for name in view.CHART_NAMES},
+    **{f"{name}.png": PNG + name.encode() for name in CHART_NAMES},
 }
 
 
@@ -89,7 +89,7 @@ def test_summary_and_charts(client: TestClient) -> None:
     assert summary.status_code == 200
     assert summary.headers["content-type"] == "application/json"
     assert summary.json() == {"totals": {"records": 3}}
-    for name in view.CHART_NAMES:
+    for name in CHART_NAMES:
         chart = client.get(f"/charts/{name}.png")
         assert chart.status_code == 200, name
         assert chart.headers["content-type"] == "image/png"

@@ -23,8 +23,8 @@ from PIL import Image
 
 from include.scones.monitoring.capture import Window
 from include.scones.monitoring.report import build_report, report_files
-from include.scones.monitoring.synthetic import Traffic
 from tests.conftest import LocalCloud, free_port
+from tools.synthetic_traffic import Traffic
 
 CHROMIUM = Path("/usr/bin/chromium")
 BUCKET = "scones-plugin-e2e"

@@ -19,7 +19,8 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from include.scones.cifar import UnsafePickleError, restricted_loads
-from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from include.scones.lambda_deploy import FUNCTIONS
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.conftest import LocalCloud, free_port
 from tests.localcloud.helpers import error_of, error_response, wait_for
 from tests.localcloud.test_control_plane import create_model

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from include.scones.lambda_deploy import FUNCTIONS
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.reliability.conftest import MEASUREMENTS, TRAINING_PARAMS, Clients, TrainingCrash, read_json
 from tests.reliability.dag_runs import LoggedRun, run_dag
 

@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 
-from include.scones.load_generator import start_burst, state_machine_arn, tally
-from include.scones.workflow_steps import STATE_MACHINE_NAME, wait_for_executions
+from include.scones.smoke import wait_for_executions
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from localcloud import launcher
 from tests.conftest import LocalCloud
 from tests.localcloud.helpers import wait_for
 from tests.reliability.conftest import BUCKET, MEASUREMENTS, Clients, classifies, held_out_image
 from tests.reliability.dag_runs import LoggedRun
+from tools.load_generator import start_burst, state_machine_arn, tally
 
 pytestmark = pytest.mark.e2e
 

@@ -29,16 +29,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.scones.workflow_steps import (
-    FUNCTIONS,
-    LAMBDAS_DIR,
-    STATE_MACHINE_NAME,
-    code_sha256,
-    deploy_functions,
-    ensure_state_machine,
-    lambda_zip,
-    render_definition,
-)
+from include.scones.lambda_deploy import FUNCTIONS, LAMBDAS_DIR, code_sha256, deploy_functions, lambda_zip
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME, ensure_state_machine, render_definition
 from localcloud import launcher
 from tests.conftest import LocalCloud, running_local_cloud
 from tests.reliability import faults

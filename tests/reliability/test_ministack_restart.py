@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from include.scones.workflow_steps import FUNCTIONS, STATE_MACHINE_NAME
+from include.scones.lambda_deploy import FUNCTIONS
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.conftest import LocalCloud
 from tests.reliability import faults
 from tests.reliability.conftest import BUCKET, MEASUREMENTS, Clients

@@ -22,7 +22,9 @@ import pytest
 
 from include.scones import settings as scones_settings
 from include.scones.lambda_deploy import FUNCTIONS
-from include.scones.sagemaker_requests import RunPlan, endpoint_config, model, training_job, transform_job
+from include.scones.params import validate
+from include.scones.records import RunPlan
+from include.scones.sagemaker_requests import endpoint_config, model, training_job, transform_job
 from include.scones.state_machine import template_text
 from localcloud import launcher
 from tests.conftest import LocalCloud
@@ -318,7 +320,8 @@ def test_the_sagemaker_execution_policy_covers_exactly_the_s3_prefixes_the_jobs_
         name="scones-20260101-000000-00000000", bucket="SCONES_BUCKET", region="us-east-1",
         role_arn="arn:aws:iam::123456789012:role/r", training_image="i", inference_image="i",
         endpoint_name=settings.endpoint_name, model_output_uri=f"s3://SCONES_BUCKET/{settings.model_prefix}/",
-        capture_uri=f"s3://SCONES_BUCKET/{settings.capture_prefix}", registry_key=settings.registry_key, params={},
+        capture_uri=f"s3://SCONES_BUCKET/{settings.capture_prefix}", registry_key=settings.registry_key,
+        params=validate({}),
     )  # fmt: skip
     data = f"s3://SCONES_BUCKET/{settings.data_prefix}/dataset/"
     code = f"s3://SCONES_BUCKET/{settings.code_prefix}/hash/sourcedir.tar.gz"

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from include.scones.cifar import ARCHIVE_ROOT, FINE_LABEL_NAMES, CifarArchive, Split
+from include.scones.cifar import ARCHIVE_ROOT, FINE_LABEL_NAMES, CifarArchive, CifarSplit
+from include.scones.records import DeploymentRecord
 
 BICYCLE = FINE_LABEL_NAMES.index("bicycle")  # 8
 MOTORCYCLE = FINE_LABEL_NAMES.index("motorcycle")  # 48
@@ -29,11 +31,11 @@ def solid_row(value: int) -> np.ndarray:
     return np.concatenate([np.full(1024, (value + k) % 256, dtype=np.uint8) for k in range(3)])
 
 
-def make_split(rows: Sequence[tuple[int, str]], seed: int = 0) -> Split:
-    """A Split of (fine label, filename) rows with seeded random pixels."""
+def make_split(rows: Sequence[tuple[int, str]], seed: int = 0) -> CifarSplit:
+    """A CifarSplit of (fine label, filename) rows with seeded random pixels."""
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, size=(len(rows), 3072), dtype=np.uint8)
-    return Split(data=data, fine_labels=[label for label, _ in rows], filenames=[name for _, name in rows])
+    return CifarSplit(data=data, fine_labels=[label for label, _ in rows], filenames=[name for _, name in rows])
 
 
 def make_archive(train: Sequence[tuple[int, str]], test: Sequence[tuple[int, str]]) -> CifarArchive:
@@ -42,7 +44,7 @@ def make_archive(train: Sequence[tuple[int, str]], test: Sequence[tuple[int, str
     )
 
 
-def split_pickle(split: Split, protocol: int = 4) -> bytes:
+def split_pickle(split: CifarSplit, protocol: int = 4) -> bytes:
     return pickle.dumps(
         {"data": split.data, "fine_labels": list(split.fine_labels), "filenames": list(split.filenames)},
         protocol=protocol,
@@ -199,7 +201,10 @@ class ScriptedServer:
 
 # --- In-memory stand-ins for provider hooks and the SageMaker client -----------------------------------------
 class MemoryS3Hook:
-    """The S3Hook methods the training steps use, over a dict {(bucket, key): bytes}."""
+    """The S3Hook methods the training steps use, over a dict {(bucket, key): bytes}; URIs are parsed by the
+    provider's own S3Hook.parse_s3_url."""
+
+    parse_s3_url = staticmethod(S3Hook.parse_s3_url)
 
     def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
         self.objects = dict(objects or {})
@@ -247,3 +252,22 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/cifar-100-python.tar.gz"
+
+
+def deployment_record(**overrides: Any) -> DeploymentRecord:
+    """A registry entry as record_deployment writes it; `overrides` change fields."""
+    fields: dict[str, Any] = {
+        "endpoint_name": "ep",
+        "endpoint_config_name": "scones-20250101-000000-aaaaaaaa",
+        "model_name": "m-1",
+        "training_job_name": "scones-20250101-000000-aaaaaaaa",
+        "accuracy": 0.95,
+        "pass_share_at_threshold": 0.8,
+        "accuracy_among_passed": 0.99,
+        "evaluation_uri": "s3://bkt/models/job/output/evaluation.json",
+        "data_uri": "s3://bkt/datasets/cifar100/ds1/",
+        "classes": ("bicycle", "motorcycle"),
+        "confidence_threshold": 0.93,
+        "deployed_at": "2025-01-01T00:00:00+00:00",
+    }
+    return DeploymentRecord(**(fields | overrides))

@@ -15,7 +15,6 @@ PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 UNREACHABLE_URL = "http://127.0.0.1:9/x.tar.gz"
 
 
-
 def files_under(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 

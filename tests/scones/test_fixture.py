@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from include.scones.cifar import FINE_LABEL_NAMES, read_archive
-from include.scones.fixture import DISTRACTOR_CLASSES, build_fixture
 from include.scones.manifests import read_lst
 from tests.scones.helpers import BICYCLE, MOTORCYCLE, write_png_source
+from tools.fixture import DISTRACTOR_CLASSES, build_fixture
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REAL_DATASET = PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle"

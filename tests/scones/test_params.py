@@ -12,6 +12,7 @@ from include.scones.cifar_labels import FINE_LABEL_NAMES
 from include.scones.params import (
     HYPERPARAMETERS,
     PARAM_SCHEMAS,
+    THRESHOLD_HYPERPARAMETER,
     InvalidParams,
     TrainingParams,
     allowed_range,
@@ -48,6 +49,7 @@ def test_defaults_validate() -> None:
         "weight_decay": 0.0005,
         "seed": 42,
         "members": 2,
+        "confidence_threshold": 0.93,
     }
 
 
@@ -64,7 +66,7 @@ def test_overrides_and_unknown_keys() -> None:
         ("epochs", 301, "301 is greater than the maximum of 300"),
         ("learning_rate", 0, "0 is less than or equal to the minimum of 0"),
         ("batch_size", "x", "'x' is not of type 'integer'"),
-        ("epochs", True, "True is not a integer"),
+        ("epochs", True, "True is not an integer"),
         ("learning_rate", False, "False is not a number"),
         ("classes", ["bicycle"], "['bicycle'] is too short"),
         ("classes", ["bicycle", "unicorn"], "'unicorn' is not a CIFAR-100 fine label"),
@@ -132,7 +134,10 @@ def _train_py_defaults() -> dict[str, tuple[str | None, Any]]:
 def test_hyperparameter_defaults_match_train_py() -> None:
     train_defaults = _train_py_defaults()
     assert set(HYPERPARAMETERS) <= set(train_defaults), "train.py must declare every hyperparameter"
+    assert train_defaults[THRESHOLD_HYPERPARAMETER][1] is None, "one threshold: train.py must not default it"
     for name in HYPERPARAMETERS:
+        if name == THRESHOLD_HYPERPARAMETER:
+            continue
         kind, default = train_defaults[name]
         schema = PARAM_SCHEMAS[name]
         assert default == schema["default"], name

@@ -121,11 +121,11 @@ def test_package_code_uploads_once_under_a_content_hash(hook: Any, s3: Any, tmp_
 
 
 def test_load_channels_uses_the_dataset_id_as_prefix(hook: Any, s3: Any, tmp_path: Path) -> None:
-    from include.scones.transform import transform
+    from include.scones.transform import write_channels
     from tests.scones.helpers import BICYCLE, MOTORCYCLE, make_archive
 
     archive = make_archive([(BICYCLE, "a.png"), (MOTORCYCLE, "b.png")], [(BICYCLE, "c.png"), (MOTORCYCLE, "d.png")])
-    manifest = transform(archive, ["bicycle", "motorcycle"], tmp_path / "channels", "md5")
+    manifest = write_channels(archive, ["bicycle", "motorcycle"], tmp_path / "channels", "md5")
     settings = load(env={"SCONES_BUCKET": unique_bucket()})
     plan = training_steps.plan_run(settings, {}, "manual__1", datetime(2025, 1, 1), "us-east-1", "000000000000")
     uri = training_steps.load_channels(hook, plan, settings, tmp_path / "channels")

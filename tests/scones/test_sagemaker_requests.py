@@ -10,8 +10,9 @@ import pytest
 from botocore.validate import ParamValidator
 
 from include.scones import sagemaker_requests as requests
-from include.scones.params import defaults
-from include.scones.sagemaker_requests import RunPlan, run_name
+from include.scones.params import defaults, validate
+from include.scones.records import RunPlan
+from include.scones.sagemaker_requests import run_name
 from include.scones.teardown import RUN_NAME
 from localcloud.sagemaker.exceptions import ValidationException
 from localcloud.sagemaker.validation import operation_model, validate_input
@@ -34,7 +35,7 @@ def make_plan(**params: Any) -> RunPlan:
         model_output_uri="s3://scones-unlimited/models/",
         capture_uri="s3://scones-unlimited/data_capture",
         registry_key="registry/scones-vehicle-classifier.json",
-        params=defaults() | params,
+        params=validate(defaults() | params),
     )
 
 
@@ -79,6 +80,7 @@ def test_training_job() -> None:
         "weight_decay": "0.0005",
         "seed": "42",
         "members": "2",
+        "confidence_threshold": "0.93",
         "sagemaker_program": '"train.py"',
         "sagemaker_submit_directory": json.dumps(CODE_URI),
         "sagemaker_region": '"us-east-1"',
@@ -93,7 +95,6 @@ def test_training_job() -> None:
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
     assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == {
         "train:loss",
-        "validation:accuracy",
         "test:accuracy",
     }
 
@@ -108,6 +109,7 @@ def test_default_hyperparameters_are_json_encoded() -> None:
         "weight_decay": 0.0005,
         "seed": 42,
         "members": 2,
+        "confidence_threshold": 0.93,
     }
 
 
@@ -162,17 +164,27 @@ def test_run_name_is_short_deterministic_and_matches_teardown() -> None:
 
 def test_run_plan_round_trips_through_json() -> None:
     plan = make_plan(classes=["bus", "tractor"])
-    again = RunPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
-    assert again == plan
-    assert again.training_params.classes == ("bus", "tractor")
+    again = RunPlan.from_xcom(json.loads(json.dumps(plan.to_xcom())))
+    assert again == plan == RunPlan.from_json(plan.to_json())
+    assert again.params.classes == ("bus", "tractor")
     assert again.evaluation_output_uri("job") == "s3://scones-unlimited/models/job/evaluation/"
 
 
-def test_bad_params_fail_when_building_requests() -> None:
+def test_bad_params_never_make_a_plan() -> None:
     from include.scones.params import InvalidParams
 
     with pytest.raises(InvalidParams, match="epochs: 0 is less than the minimum of 1"):
-        requests.training_job(make_plan(epochs=0), DATA_URI, CODE_URI)
+        make_plan(epochs=0)
+
+
+def test_a_plan_with_a_renamed_or_mistyped_field_fails_where_it_is_read() -> None:
+    from pydantic import ValidationError
+
+    data = make_plan().to_xcom()
+    with pytest.raises(ValidationError, match="endpoint_name"):
+        RunPlan.from_xcom({("endpoint" if k == "endpoint_name" else k): v for k, v in data.items()})
+    with pytest.raises(ValidationError, match="epochs"):
+        RunPlan.from_xcom(data | {"params": data["params"] | {"epochs": "many"}})
 
 
 def test_float_capture_percentage_never_reaches_create_endpoint_config() -> None:

@@ -10,9 +10,11 @@ from include.scones.settings import (
     OFFICIAL_CIFAR_MD5,
     OFFICIAL_CIFAR_URL,
     VARIABLE_NAMES,
+    InvalidSettings,
+    ParseTimeSettings,
     Settings,
     load,
-    parse_time_setting,
+    parse_time,
 )
 
 
@@ -62,9 +64,9 @@ def test_variables_may_be_a_lookup_function() -> None:
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCONES_CAPTURE_PREFIX", "cap")
     assert load().capture_prefix == "cap"
-    monkeypatch.setenv("SCONES_TEST_ONLY_SETTING", "x")
-    assert parse_time_setting("SCONES_TEST_ONLY_SETTING", "d") == "x"
-    assert parse_time_setting("SCONES_TEST_UNSET_SETTING", "d") == "d"
+    monkeypatch.setenv("SCONES_POLL_SECONDS", "7")
+    monkeypatch.delenv("SCONES_AWS_CONN_ID", raising=False)
+    assert (parse_time().poll_seconds, parse_time().aws_conn_id) == (7, "aws_default")
 
 
 def test_role_arn_from_a_name_or_an_arn() -> None:
@@ -85,5 +87,34 @@ def test_registry_key_and_capture_uri() -> None:
 
 
 def test_every_variable_maps_to_a_field() -> None:
-    assert len(VARIABLE_NAMES) == len(set(VARIABLE_NAMES)) == len(Settings.__dataclass_fields__)
+    assert len(VARIABLE_NAMES) == len(set(VARIABLE_NAMES)) == len(Settings.model_fields)
     assert all(name.startswith("SCONES_") for name in VARIABLE_NAMES)
+
+
+def test_values_are_typed_and_checked_once() -> None:
+    settings = load(
+        env={"SCONES_SMOKE_EXECUTIONS": "4", "SCONES_REPORT_LAG_MINUTES": "0"}, variables={"SCONES_ALERT_PSI": "0.5"}
+    )
+    assert (settings.smoke_executions, settings.report_lag_minutes, settings.alert_psi) == (4, 0.0, 0.5)
+    assert isinstance(settings.alert_min_records, int) and settings.alert_min_records == 50
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SCONES_SMOKE_EXECUTIONS": "many"}, "SCONES_SMOKE_EXECUTIONS: Input should be a valid integer"),
+        ({"SCONES_SMOKE_EXECUTIONS": "0"}, "SCONES_SMOKE_EXECUTIONS: Input should be greater than or equal to 1"),
+        ({"SCONES_ALERT_LOW_CONFIDENCE_SHARE": "2"}, "SCONES_ALERT_LOW_CONFIDENCE_SHARE: Input should be less than"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidSettings, match=message):
+        load(env=env)
+
+
+def test_parse_time_settings_come_from_the_environment_only_and_are_typed() -> None:
+    settings = parse_time({"SCONES_POLL_SECONDS": " 5 ", "SCONES_TRAINING_SCHEDULE": "@daily"})
+    assert settings == ParseTimeSettings(poll_seconds=5, training_schedule="@daily")
+    assert isinstance(settings.poll_seconds, int)  # one type in every DAG (it was an int in two, a float in one)
+    with pytest.raises(InvalidSettings, match="SCONES_POLL_SECONDS"):
+        parse_time({"SCONES_POLL_SECONDS": "1.5"})

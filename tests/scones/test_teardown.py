@@ -1,12 +1,15 @@
-"""teardown: deletes the endpoint first, then only run-named configs and models, and the registry entry."""
+"""teardown: deletes the endpoint first (waiting with boto3's endpoint_deleted waiter), then only run-named
+configs and models, and the registry entry. Pruning is tested in test_teardown_prune.py."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
+import botocore.session
+import botocore.waiter
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from include.scones import teardown as td
 from include.scones.teardown import RUN_NAME, wait_until_deleted
@@ -46,6 +49,9 @@ class FakeSageMaker:
         # Every resource is tagged for the default endpoint unless a test says otherwise.
         self.tags: dict[str, list[dict[str, str]]] = {}
         self.calls: list[tuple[str, Any]] = []
+        self.vanished: set[str] = set()  # listed, but deleted by someone else before teardown gets to them
+
+        self.status = "Deleting"  # what DescribeEndpoint answers while the endpoint exists
 
     def delete_endpoint(self, EndpointName: str) -> None:  # noqa: N803 (boto3's argument names)
         self.calls.append(("delete_endpoint", EndpointName))
@@ -56,8 +62,16 @@ class FakeSageMaker:
     def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
         self.calls.append(("describe_endpoint", EndpointName))
         if EndpointName not in self.endpoints:
-            raise client_error("ValidationException", "DescribeEndpoint")
-        return {"EndpointName": EndpointName, "EndpointStatus": "Deleting"}
+            raise client_error("ValidationException", "DescribeEndpoint", f"Could not find endpoint {EndpointName}")
+        return {"EndpointName": EndpointName, "EndpointStatus": self.status, "FailureReason": "disk on fire"}
+
+    def get_waiter(self, name: str) -> botocore.waiter.Waiter:
+        """botocore's own endpoint_deleted waiter (acceptors from its waiters-2.json) over this fake's calls."""
+        assert name == "endpoint_deleted"
+        config = botocore.session.get_session().get_waiter_model("sagemaker").get_waiter("EndpointDeleted")
+        return botocore.waiter.Waiter(
+            "EndpointDeleted", config, botocore.waiter.NormalizedOperationMethod(self.describe_endpoint)
+        )
 
     def get_paginator(self, name: str) -> FakePaginator:
         if name == "list_endpoint_configs":
@@ -71,10 +85,14 @@ class FakeSageMaker:
 
     def delete_endpoint_config(self, EndpointConfigName: str) -> None:  # noqa: N803
         self.calls.append(("delete_endpoint_config", EndpointConfigName))
+        if EndpointConfigName in self.vanished:
+            raise client_error("ValidationException", "DeleteEndpointConfig", "Could not find endpoint configuration")
         self.configs = [c for c in self.configs if c["EndpointConfigName"] != EndpointConfigName]
 
     def delete_model(self, ModelName: str) -> None:  # noqa: N803
         self.calls.append(("delete_model", ModelName))
+        if ModelName in self.vanished:
+            raise client_error("ValidationException", "DeleteModel", f'Could not find model "{ModelName}".')
         self.models = [m for m in self.models if m["ModelName"] != ModelName]
 
 
@@ -98,7 +116,7 @@ def test_run_name_pattern() -> None:
 
 
 def test_deletes_endpoint_first_then_only_run_named_resources(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=0)
+    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=1)
     assert deleted == {
         "endpoints": ["ep"],
         "endpoint_configs": [RUN_A, RUN_B],
@@ -117,7 +135,7 @@ def test_resources_of_another_endpoint_are_kept(client: FakeSageMaker, s3: Memor
     # Given RUN_B's config and model were made for a different endpoint in the same account
     client.tags[f"arn:ec/{RUN_B}"] = client.tags[f"arn:model/{RUN_B}"] = [{"Key": "scones:endpoint", "Value": "other"}]
     # When tearing down "ep"
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=0)
+    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=1)
     # Then only "ep"'s run-named resources go
     assert deleted["endpoint_configs"] == [RUN_A] and deleted["models"] == [RUN_A]
     assert RUN_B in [c["EndpointConfigName"] for c in client.configs]
@@ -132,15 +150,15 @@ def test_missing_endpoint_is_fine(s3: MemoryS3Hook) -> None:
 
 
 def test_second_call_deletes_nothing(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
-    td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=0)
+    td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
     client.calls.clear()
-    again = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=0)
+    again = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
     assert again == {"endpoints": [], "endpoint_configs": [], "models": [], "registry": []}
     assert deletions(client) == [("delete_endpoint", "ep")]  # attempted, answered "does not exist"
 
 
 def test_missing_bucket_is_fine(client: FakeSageMaker) -> None:
-    deleted = td.teardown(client, MemoryS3Hook(), "ep", "no-such-bucket", "registry/ep.json", poll_s=0)
+    deleted = td.teardown(client, MemoryS3Hook(), "ep", "no-such-bucket", "registry/ep.json", poll_s=1)
     assert deleted["registry"] == []
 
 
@@ -156,26 +174,88 @@ def test_other_client_errors_propagate(s3: MemoryS3Hook) -> None:
     assert deletions(client) == []  # nothing else was touched
 
 
-def test_wait_until_deleted_polls_until_the_endpoint_is_gone() -> None:
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waiter's sleeps, recorded instead of slept (botocore.waiter's clock only)."""
+    sleeps: list[float] = []
+    monkeypatch.setattr(botocore.waiter, "time", SimpleNamespace(sleep=sleeps.append))
+    return sleeps
+
+
+def test_wait_until_deleted_polls_with_the_waiter_until_the_endpoint_is_gone(slept: list[float]) -> None:
     client = FakeSageMaker({"ep"}, [], [])
-    slept: list[float] = []
+    describe = client.describe_endpoint
 
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) == 3:
+    def describe_then_vanish(EndpointName: str) -> dict[str, Any]:  # noqa: N803
+        if len(client.calls) == 3:
             client.endpoints.discard("ep")
+        return describe(EndpointName=EndpointName)
 
-    wait_until_deleted(client, "ep", timeout_s=60, poll_s=7, sleep=sleep)
-    assert slept == [7, 7, 7]
+    client.describe_endpoint = describe_then_vanish  # type: ignore[method-assign]
+    wait_until_deleted(client, "ep", timeout_s=60, poll_s=7)
+    assert slept == [7, 7, 7]  # the poll interval is the waiter's Delay
     assert [name for name, _ in client.calls] == ["describe_endpoint"] * 4
 
 
-def test_wait_until_deleted_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = iter(range(0, 1000, 10))
-    monkeypatch.setattr(td, "time", SimpleNamespace(monotonic=lambda: next(clock)))  # this module's clock only
+def test_wait_until_deleted_times_out(slept: list[float]) -> None:
     client = FakeSageMaker({"ep"}, [], [])
     with pytest.raises(TimeoutError, match="endpoint ep still exists after 25 s"):
-        wait_until_deleted(client, "ep", timeout_s=25, poll_s=1, sleep=lambda _s: None)
+        wait_until_deleted(client, "ep", timeout_s=25, poll_s=10)
+    assert slept == [10, 10]  # three attempts: 0 s, 10 s, 20 s; never more than the timeout
+    assert len(client.calls) == 3
+
+
+def test_wait_until_deleted_stops_when_the_deletion_fails(slept: list[float]) -> None:
+    client = FakeSageMaker({"ep"}, [], [])
+    client.status = "Failed"
+    with pytest.raises(RuntimeError, match="deleting endpoint ep failed: disk on fire"):
+        wait_until_deleted(client, "ep", timeout_s=60, poll_s=1)
+    assert slept == []
+
+
+def test_wait_until_deleted_lets_other_errors_through(slept: list[float]) -> None:
+    client = FakeSageMaker({"ep"}, [], [])
+
+    def denied(EndpointName: str) -> None:  # noqa: N803
+        raise client_error("AccessDeniedException", "DescribeEndpoint", "not allowed")
+
+    client.describe_endpoint = denied  # type: ignore[method-assign]
+    with pytest.raises(WaiterError, match="AccessDeniedException|Unexpected error"):
+        wait_until_deleted(client, "ep", timeout_s=60, poll_s=1)
+
+
+def test_wait_until_deleted_needs_a_positive_poll_interval() -> None:
+    with pytest.raises(ValueError, match="SCONES_POLL_SECONDS"):
+        wait_until_deleted(FakeSageMaker({"ep"}, [], []), "ep", timeout_s=60, poll_s=0)
+
+
+def test_real_boto3_waiter_is_configured_from_the_poll_interval(slept: list[float]) -> None:
+    """The same call through a real botocore client (Stubber): DescribeEndpoint until ValidationException."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", DESCRIBED_DELETING, {"EndpointName": "ep"})
+        stub.add_client_error("describe_endpoint", "ValidationException", 'Could not find endpoint "ep".')
+        wait_until_deleted(client, "ep", timeout_s=30, poll_s=3)
+        stub.assert_no_pending_responses()
+    assert slept == [3]
+
+
+DESCRIBED_DELETING = {
+    "EndpointName": "ep",
+    "EndpointArn": "arn:aws:sagemaker:us-east-1:000000000000:endpoint/ep",
+    "EndpointStatus": "Deleting",
+    "CreationTime": "2026-01-01T00:00:00Z",
+    "LastModifiedTime": "2026-01-01T00:00:00Z",
+}
+
+
+def test_resources_gone_before_their_turn_count_as_done(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
+    client.vanished = {RUN_A}  # deleted by someone else between the listing and the delete call
+    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
+    assert deleted["endpoint_configs"] == [RUN_B] and deleted["models"] == [RUN_B]
 
 
 class FakeWorkflowClients:

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from include.scones import training_steps
 from include.scones.params import InvalidParams
-from include.scones.sagemaker_requests import RunPlan, run_name
+from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan, read_deployment
+from include.scones.sagemaker_requests import run_name
 from include.scones.settings import load
 from tests.scones.helpers import MemoryS3Hook, client_error
 
@@ -23,12 +24,6 @@ SETTINGS = load(env={"SCONES_BUCKET": "bkt", "SCONES_CACHE_DIR": "/cache"})
 
 def plan(**raw: Any) -> RunPlan:
     return training_steps.plan_run(SETTINGS, raw, "manual__x", WHEN, "us-east-1", "123456789012")
-
-
-def test_split_s3_uri() -> None:
-    assert training_steps.split_s3_uri("s3://b/a/b/c.txt") == ("b", "a/b/c.txt")
-    assert training_steps.split_s3_uri("s3://b/prefix/") == ("b", "prefix/")
-    assert training_steps.split_s3_uri("s3://b") == ("b", "")
 
 
 def test_plan_run_fixes_names_images_and_params() -> None:
@@ -41,10 +36,8 @@ def test_plan_run_fixes_names_images_and_params() -> None:
     assert result.model_output_uri == "s3://bkt/models/"
     assert result.capture_uri == "s3://bkt/data_capture"
     assert result.registry_key == "registry/scones-vehicle-classifier.json"
-    assert result.params["epochs"] == 5 and result.params["classes"] == ["motorcycle", "bicycle"]
-    assert "unrelated" not in result.params
-    assert result.training_params.classes == ("motorcycle", "bicycle")
-    json.dumps(result.to_dict())  # travels through XCom
+    assert result.params.epochs == 5 and result.params.classes == ("motorcycle", "bicycle")
+    assert RunPlan.from_xcom(json.loads(json.dumps(result.to_xcom()))) == result  # travels through XCom
 
 
 def test_plan_run_prefers_configured_images() -> None:
@@ -88,14 +81,14 @@ def test_evaluate_model_scores_transform_outputs_and_writes_evaluation_json() ->
     # When evaluating
     summary = training_steps.evaluate_model(hook, result, data_uri, job)
     # Then the returned summary and the stored evaluation.json agree with the hand count
-    assert summary == {
-        "accuracy": 0.666667,
-        "pass_share_at_threshold": 0.666667,
-        "accuracy_among_passed": 0.5,
-        "evaluation_uri": "s3://art/models/job-1/output/evaluation.json",
-        "training_job_name": "job-1",
-        "data_uri": data_uri,  # the workflow DAG finds its smoke images through the registry
-    }
+    assert summary == EvaluationResult(
+        accuracy=0.666667,
+        pass_share_at_threshold=0.666667,
+        accuracy_among_passed=0.5,
+        evaluation_uri="s3://art/models/job-1/output/evaluation.json",
+        training_job_name="job-1",
+        data_uri=data_uri,  # the workflow DAG finds its smoke images through the registry
+    )
     record = json.loads(hook.objects[("art", "models/job-1/output/evaluation.json")])
     assert record["confusion_matrix"]["matrix"] == [[1, 0], [1, 1]]
     assert record["model_name"] == result.name and record["training_job_name"] == "job-1"
@@ -138,24 +131,30 @@ def test_describe_endpoint_returns_none_only_for_a_missing_endpoint() -> None:
 def test_record_then_decide_uses_the_registry_as_champion() -> None:
     first = plan()
     hook = MemoryS3Hook({("bkt", "other"): b""})
-    assert training_steps.read_registry(hook, first) is None
-    result = {
-        "training_job_name": "job-1",
-        "accuracy": 0.95,
-        "pass_share_at_threshold": 0.8,
-        "accuracy_among_passed": 0.99,
-        "evaluation_uri": "s3://bkt/e.json",
-    }
+    assert read_deployment(hook, first.bucket, first.registry_key) is None
+    result = EvaluationResult(
+        training_job_name="job-1",
+        data_uri="s3://bkt/datasets/ds1/",
+        accuracy=0.95,
+        pass_share_at_threshold=0.8,
+        accuracy_among_passed=0.99,
+        evaluation_uri="s3://bkt/e.json",
+    )
     record = training_steps.record_deployment(hook, first, result)
-    stored = training_steps.read_registry(hook, first)
-    assert stored == json.loads(json.dumps(record))
+    stored = read_deployment(hook, first.bucket, first.registry_key)
+    assert stored == record == DeploymentRecord.from_xcom(json.loads(json.dumps(record.to_xcom())))
     assert stored is not None
-    assert stored["endpoint_config_name"] == stored["model_name"] == first.name
-    assert stored["classes"] == ["bicycle", "motorcycle"] and stored["accuracy"] == 0.95
+    assert stored.endpoint_config_name == stored.model_name == first.name
+    assert stored.classes == ("bicycle", "motorcycle") and stored.accuracy == 0.95
+    assert stored.confidence_threshold == first.params.confidence_threshold
+
+    def scored(accuracy: float) -> EvaluationResult:
+        return result.model_copy(update={"accuracy": accuracy})
+
     # The endpoint serves that config: a weaker challenger is refused, an equal one deployed
     live = FakeSageMaker({"EndpointConfigName": first.name, "EndpointStatus": "InService"})
-    assert not training_steps.decide_deployment(hook, live, first, {"accuracy": 0.94}).deploy
-    assert training_steps.decide_deployment(hook, live, first, {"accuracy": 0.95}).deploy
+    assert not training_steps.decide_deployment(hook, live, first, scored(0.94)).deploy
+    assert training_steps.decide_deployment(hook, live, first, scored(0.95)).deploy
     # With no endpoint, the registry is stale: only the floor counts
-    assert training_steps.decide_deployment(hook, FakeSageMaker(None), first, {"accuracy": 0.91}).deploy
-    assert not training_steps.decide_deployment(hook, FakeSageMaker(None), first, {"accuracy": 0.89}).deploy
+    assert training_steps.decide_deployment(hook, FakeSageMaker(None), first, scored(0.91)).deploy
+    assert not training_steps.decide_deployment(hook, FakeSageMaker(None), first, scored(0.89)).deploy

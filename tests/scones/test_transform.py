@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from include.scones.cifar import CifarArchive, CifarFormatError, Split, read_archive
-from include.scones.fixture import build_fixture
-from include.scones.transform import select_labels, transform
+from include.scones.cifar import CifarArchive, CifarFormatError, CifarSplit, read_archive
+from include.scones.transform import select_labels, write_channels
 from tests.scones.helpers import BICYCLE, BUS, MOTORCYCLE, make_archive, tree_bytes, write_png_source
+from tools.fixture import build_fixture
 
 TRAIN = [
     (BICYCLE, "bike_s_000010.png"),
@@ -43,7 +43,7 @@ def archive() -> CifarArchive:
 def test_writes_images_lst_and_classes(tmp_path: Path, archive: CifarArchive) -> None:
     # When transforming for bicycle (label 0) and motorcycle (label 1)
     out = tmp_path / "channels"
-    manifest = transform(archive, ["bicycle", "motorcycle"], out, MD5)
+    manifest = write_channels(archive, ["bicycle", "motorcycle"], out, MD5)
     # Then the counts and the .lst rows (CIFAR index, our label, file name) are exact, sorted by index
     assert manifest["counts"] == {"train": {"bicycle": 3, "motorcycle": 2}, "test": {"bicycle": 1, "motorcycle": 1}}
     assert (out / "train" / "train.lst").read_text() == (
@@ -68,8 +68,8 @@ def test_writes_images_lst_and_classes(tmp_path: Path, archive: CifarArchive) ->
 
 
 def test_labels_follow_the_class_list_order(tmp_path: Path, archive: CifarArchive) -> None:
-    a = transform(archive, ["bicycle", "motorcycle"], tmp_path / "a", MD5)
-    b = transform(archive, ["motorcycle", "bicycle"], tmp_path / "b", MD5)
+    a = write_channels(archive, ["bicycle", "motorcycle"], tmp_path / "a", MD5)
+    b = write_channels(archive, ["motorcycle", "bicycle"], tmp_path / "b", MD5)
     assert (tmp_path / "b" / "test" / "test.lst").read_text() == "0\t0\tmoto_s_000100.png\n2\t1\tbike_s_000100.png\n"
     assert b["classes"] == {"motorcycle": 0, "bicycle": 1}
     assert json.loads((tmp_path / "b" / "train" / "classes.json").read_text()) == ["motorcycle", "bicycle"]
@@ -78,7 +78,7 @@ def test_labels_follow_the_class_list_order(tmp_path: Path, archive: CifarArchiv
 
 def test_manifest_checksums_match_the_files(tmp_path: Path, archive: CifarArchive) -> None:
     out = tmp_path / "channels"
-    manifest = transform(archive, ["bicycle", "motorcycle"], out, MD5)
+    manifest = write_channels(archive, ["bicycle", "motorcycle"], out, MD5)
     on_disk = {
         path: hashlib.sha256(body).hexdigest() for path, body in tree_bytes(out).items() if path != "manifest.json"
     }
@@ -91,10 +91,10 @@ def test_manifest_checksums_match_the_files(tmp_path: Path, archive: CifarArchiv
 
 def test_rerun_is_byte_identical_and_replaces_the_tree(tmp_path: Path, archive: CifarArchive) -> None:
     out = tmp_path / "channels"
-    first = transform(archive, ["bicycle", "motorcycle"], out, MD5)
+    first = write_channels(archive, ["bicycle", "motorcycle"], out, MD5)
     before = tree_bytes(out)
     (out / "stale.txt").write_text("left over")
-    second = transform(archive, ["bicycle", "motorcycle"], out, MD5)
+    second = write_channels(archive, ["bicycle", "motorcycle"], out, MD5)
     assert tree_bytes(out) == before
     assert first == second
     assert sorted(p.name for p in tmp_path.iterdir()) == ["channels"]  # no staging dir left
@@ -115,7 +115,7 @@ def test_select_labels_maps_fine_ids_to_positions(archive: CifarArchive) -> None
 )
 def test_bad_class_lists(tmp_path: Path, archive: CifarArchive, classes: list[str], message: str) -> None:
     with pytest.raises(ValueError) as raised:
-        transform(archive, classes, tmp_path / "out", MD5)
+        write_channels(archive, classes, tmp_path / "out", MD5)
     assert message in str(raised.value)
     assert not (tmp_path / "out").exists()
 
@@ -127,7 +127,7 @@ def test_unsafe_file_names_are_refused(tmp_path: Path, bad: str) -> None:
     out = tmp_path / "work" / "channels"
     # When transforming, Then it is refused and no channels directory appears
     with pytest.raises(CifarFormatError) as raised:
-        transform(archive, ["bicycle", "motorcycle"], out, MD5)
+        write_channels(archive, ["bicycle", "motorcycle"], out, MD5)
     assert f"test[1]: refusing file name {bad!r}" in str(raised.value)
     assert not out.exists()
     assert not (tmp_path / "work" / "evil.png").exists() and not (tmp_path / "evil.png").exists()
@@ -135,14 +135,14 @@ def test_unsafe_file_names_are_refused(tmp_path: Path, bad: str) -> None:
 
 def test_unsafe_names_of_unselected_classes_are_ignored(tmp_path: Path) -> None:
     archive = make_archive(TRAIN, [*TEST, (BUS, "../bus.png")])
-    manifest = transform(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
+    manifest = write_channels(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
     assert manifest["counts"]["test"] == {"bicycle": 1, "motorcycle": 1}
 
 
 def test_duplicate_file_names_are_refused(tmp_path: Path) -> None:
     archive = make_archive(TRAIN, [(BICYCLE, "same.png"), (MOTORCYCLE, "same.png")])
     with pytest.raises(CifarFormatError, match=r"test: file name 'same.png' appears twice"):
-        transform(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
+        write_channels(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
     assert not (tmp_path / "out").exists()
 
 
@@ -150,7 +150,7 @@ def test_fixture_archive_end_to_end(tmp_path: Path) -> None:
     # The builder's archive, read by the restricted reader, transformed: 8 + 8 train and 2 + 2 test images
     rgb = write_png_source(tmp_path / "src", per_class=10)
     md5 = build_fixture(tmp_path / "src", tmp_path / "c.tar.gz")
-    manifest = transform(read_archive(tmp_path / "c.tar.gz"), ["bicycle", "motorcycle"], tmp_path / "out", md5)
+    manifest = write_channels(read_archive(tmp_path / "c.tar.gz"), ["bicycle", "motorcycle"], tmp_path / "out", md5)
     assert manifest["counts"] == {"train": {"bicycle": 8, "motorcycle": 8}, "test": {"bicycle": 2, "motorcycle": 2}}
     for split in ("train", "test"):
         for line in (tmp_path / "out" / split / f"{split}.lst").read_text().splitlines():
@@ -167,10 +167,10 @@ def test_png_bytes_are_plain_rgb(tmp_path: Path) -> None:
     archive = CifarArchive(
         fine_label_names=make_archive([], []).fine_label_names,
         splits={
-            "train": Split(data=data, fine_labels=[BICYCLE, MOTORCYCLE], filenames=["r.png", "k.png"]),
-            "test": Split(data=data, fine_labels=[BICYCLE, MOTORCYCLE], filenames=["r.png", "k.png"]),
+            "train": CifarSplit(data=data, fine_labels=[BICYCLE, MOTORCYCLE], filenames=["r.png", "k.png"]),
+            "test": CifarSplit(data=data, fine_labels=[BICYCLE, MOTORCYCLE], filenames=["r.png", "k.png"]),
         },
     )
-    transform(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
+    write_channels(archive, ["bicycle", "motorcycle"], tmp_path / "out", MD5)
     with Image.open(io.BytesIO((tmp_path / "out" / "train" / "images" / "r.png").read_bytes())) as image:
         assert image.getpixel((5, 7)) == (255, 0, 0)

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from include.scones import load_generator
-from include.scones.load_generator import start_burst, state_machine_arn, tally
+from tests.scones.helpers import deployment_record
+from tools import load_generator
+from tools.load_generator import start_burst, state_machine_arn, tally
 
 MACHINE_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:scones-image-classification"
 INPUTS = [{"s3_bucket": "data", "s3_key": f"test/images/{name}.png"} for name in ("a", "b", "c")]
@@ -160,7 +161,7 @@ def test_run_starts_the_burst_over_registry_test_images_and_tallies(monkeypatch:
     lst = "".join(f"{n}\t{n % 2}\timg{n}.png\n" for n in range(44))
     s3 = FakeS3(
         {
-            ("scones", "registry/latest.json"): json.dumps({"data_uri": "s3://data/v1/"}).encode(),
+            ("scones", "registry/latest.json"): deployment_record(data_uri="s3://data/v1/").to_json().encode(),
             ("data", "v1/test/test.lst"): lst.encode(),
             ("data", "v1/test/classes.json"): b'["bicycle", "motorcycle"]',
         }

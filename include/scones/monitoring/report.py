@@ -1,8 +1,8 @@
 """The monitoring report (issue #6) from end to end: capture lines in, summary + charts + HTML out, and the alert
 the DAG raises once the report is uploaded.
 
-    report = build_report(sources, evaluation["baseline"], registry["classes"], registry["confidence_threshold"],
-                          Window(start, end), Limits(), endpoint_name=registry["endpoint_name"])
+    report = build_report(sources, evaluation["baseline"], deployment.classes, deployment.confidence_threshold,
+                          Window(start, end), Limits(), endpoint_name=deployment.endpoint_name)
     for name, body in report_files(report).items():
         hook.load_bytes(body, key=f"{report_prefix}/{name}", bucket_name=bucket, replace=True)
     check_alerts(report.summary, report_uri=f"s3://{bucket}/{report_prefix}/report.html")
@@ -18,15 +18,8 @@ from typing import Any
 from include.scones.monitoring.capture import CaptureRecord, SkipLog, Window, iter_records
 from include.scones.monitoring.charts import render_charts
 from include.scones.monitoring.html import render_html
+from include.scones.monitoring.layout import REPORT_FILES, REPORT_HTML, SUMMARY_JSON  # noqa: F401 - REPORT_FILES: the names
 from include.scones.monitoring.stats import Baseline, Limits, WindowStats
-
-REPORT_FILES = (
-    "summary.json",
-    "report.html",
-    "confidence_over_time.png",
-    "confidence_histogram.png",
-    "class_mix.png",
-)
 
 
 class ReportAlert(Exception):
@@ -81,8 +74,8 @@ def build_report(
 def report_files(report: Report) -> dict[str, bytes]:
     """File name (REPORT_FILES) -> content, ready to upload."""
     return {
-        "summary.json": json.dumps(report.summary, indent=2, allow_nan=False).encode("utf-8"),
-        "report.html": report.html.encode("utf-8"),
+        SUMMARY_JSON: json.dumps(report.summary, indent=2, allow_nan=False).encode("utf-8"),
+        REPORT_HTML: report.html.encode("utf-8"),
         **{f"{name}.png": png for name, png in report.charts.items()},
     }
 

@@ -5,6 +5,10 @@ Owns the process life cycle (launch, /ping health, respawn, drain-then-stop) and
 from the local SageMaker to the worker. Knows nothing about endpoints, routing or the store:
 `models/endpoints.py` and the batch-transform runner build on this API.
 
+Every request to a worker (InvokeEndpoint, batch transform, /ping) goes through one HTTP client,
+`worker_http.WorkerConnectionPool`: the event loop's requests on that loop, threads' requests on one
+hosting loop that runs on a daemon thread.
+
 A server that `stop()` has begun is *retired*: new requests on it raise `WorkerRetired` (pick
 another server), requests already in flight finish before the process is terminated. That is
 what makes a blue/green switch lossless."""
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import logging
 import os
 import signal
@@ -22,22 +25,19 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-import httpx
-
-from localcloud.config import BIND_HOST
+from localcloud.config import LOOPBACK_HOST
 from localcloud.sagemaker.runners import artifacts
 from localcloud.sagemaker.runners.environment import clean_environment
 from localcloud.sagemaker.runners.processes import signal_group
 from localcloud.sagemaker.runners.worker_http import WorkerConnectError, WorkerConnectionPool, WorkerDisconnected
 
 log = logging.getLogger(__name__)
-# httpx logs every request at INFO: one line per invocation on the hot path is noise, not news.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+T = TypeVar("T")
 
 WORKER_SCRIPT = Path(__file__).with_name("serving_worker.py")
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker's limit for a container to answer /invocations
@@ -110,9 +110,14 @@ def prepare_model_dir(s3: Any, model_data_url: str, dest: Path) -> Path:
     return dest
 
 
+# serving_worker.py always listens on 127.0.0.1, whatever LOCALCLOUD_BIND_HOST says (0.0.0.0 under compose), and
+# refuses a Host header that is not loopback: the local SageMaker reaches it, and names it, by this address.
+WORKER_HOST = LOOPBACK_HOST
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((BIND_HOST, 0))
+        sock.bind((WORKER_HOST, 0))
         return int(sock.getsockname()[1])
 
 
@@ -137,19 +142,22 @@ def worker_environment(environment: Mapping[str, str], python: Path, endpoint_ur
     return clean_environment(python, endpoint_url, environment, defaults=WORKER_ENV_DEFAULTS | tuning | no_bytecode)
 
 
-# Threads (batch transform) share one pooled httpx client; the event loop's InvokeEndpoint hop uses
-# worker_http's leaner pools, one per server and loop (asyncio streams are bound to their loop).
-_sync_client: httpx.Client | None = None
-_sync_client_lock = threading.Lock()
-_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=5.0)
+# Threads (batch transform, deployments waiting for /ping) use the same asyncio client as the InvokeEndpoint hop,
+# on one event loop that runs for the life of the process on a daemon thread. A blocking HTTP client beside it
+# would be a second implementation of the hop, with its own timeouts and errors to keep in line with this one.
+_hosting_loop: asyncio.AbstractEventLoop | None = None
+_hosting_loop_lock = threading.Lock()
 
 
-def _blocking_client() -> httpx.Client:
-    global _sync_client
-    with _sync_client_lock:
-        if _sync_client is None:
-            _sync_client = httpx.Client(limits=_LIMITS, timeout=INVOCATION_TIMEOUT_S)
-        return _sync_client
+def _run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on the hosting loop and wait for its result, from any thread but that loop's own."""
+    global _hosting_loop
+    with _hosting_loop_lock:
+        if _hosting_loop is None:
+            _hosting_loop = asyncio.new_event_loop()
+            threading.Thread(target=_hosting_loop.run_forever, name="hosting-http", daemon=True).start()
+        loop = _hosting_loop
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
 class ModelServer:
@@ -175,7 +183,6 @@ class ModelServer:
         self.endpoint_url = endpoint_url
         self.log_path = log_path
         self.log_sink = log_sink
-        self.url = f"http://{BIND_HOST}:{port}/invocations"
         self._flight_lock = threading.Lock()
         self._in_flight = 0
         self._retired = False
@@ -249,16 +256,15 @@ class ModelServer:
         return self.process.poll() is None
 
     def ping(self) -> bool:
-        connection = http.client.HTTPConnection(BIND_HOST, self.port, timeout=PING_TIMEOUT_S)
+        """Whether GET /ping answers 200 within PING_TIMEOUT_S; blocks the calling thread (deployments, transform)."""
+        return _run_blocking(self._ping())
+
+    async def _ping(self) -> bool:
         try:
-            connection.request("GET", "/ping")
-            response = connection.getresponse()
-            response.read()
-            return response.status == 200
-        except OSError:
+            reply = await self._pool().get("/ping", connect_timeout_s=PING_TIMEOUT_S, read_timeout_s=PING_TIMEOUT_S)
+        except OSError:  # refused, dropped, timed out (WorkerConnectError, WorkerDisconnected, TimeoutError)
             return False
-        finally:
-            connection.close()
+        return reply.status == 200
 
     def wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -275,14 +281,22 @@ class ModelServer:
             time.sleep(HEALTH_POLL_INTERVAL_S)
 
     # --- invocations ----------------------------------------------------------------------------
-    async def invoke(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None) -> WorkerReply:
+    async def invoke(
+        self,
+        body: bytes,
+        content_type: str,
+        accept: str,
+        custom_attributes: str | None,
+        timeout_s: float = INVOCATION_TIMEOUT_S,
+    ) -> WorkerReply:
+        """POST /invocations on the running loop's pool (the InvokeEndpoint hot path)."""
         with self._tracked_request():
             reply = await self._pool().post(
                 "/invocations",
                 body,
                 self._headers(content_type, accept, custom_attributes),
                 connect_timeout_s=CONNECT_TIMEOUT_S,
-                read_timeout_s=INVOCATION_TIMEOUT_S,
+                read_timeout_s=timeout_s,
             )
         return WorkerReply(
             status=reply.status,
@@ -295,20 +309,14 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
-            pool = self._pools[loop] = WorkerConnectionPool(BIND_HOST, self.port)
+            pool = self._pools[loop] = WorkerConnectionPool(WORKER_HOST, self.port)
         return pool
 
     def invoke_sync(
         self, body: bytes, content_type: str, accept: str, timeout_s: float = INVOCATION_TIMEOUT_S
     ) -> WorkerReply:
-        with self._tracked_request():
-            response = _blocking_client().post(
-                self.url,
-                content=body,
-                headers=self._headers(content_type, accept, None),
-                timeout=self._timeout(timeout_s),
-            )
-        return self._reply(response)
+        """`invoke` for threads (batch transform): the same request, run on the hosting loop."""
+        return _run_blocking(self.invoke(body, content_type, accept, None, timeout_s))
 
     @contextlib.contextmanager
     def _tracked_request(self) -> Iterator[None]:
@@ -316,9 +324,9 @@ class ModelServer:
         self._enter()
         try:
             yield
-        except (httpx.TimeoutException, TimeoutError, WorkerConnectError) as error:
+        except (TimeoutError, WorkerConnectError) as error:
             raise self._classify_timeout(error) from error
-        except (httpx.TransportError, WorkerDisconnected) as error:
+        except WorkerDisconnected as error:
             raise WorkerUnavailable(f"model server pid {self.pid} is unreachable: {error!r}") from error
         finally:
             self._leave()
@@ -344,23 +352,10 @@ class ModelServer:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
         return headers
 
-    @staticmethod
-    def _timeout(read_s: float = INVOCATION_TIMEOUT_S) -> httpx.Timeout:
-        return httpx.Timeout(read_s, connect=CONNECT_TIMEOUT_S)
-
     def _classify_timeout(self, error: Exception) -> HostingError:
-        if isinstance(error, httpx.ConnectTimeout | WorkerConnectError) or self.process.poll() is not None:
+        if isinstance(error, WorkerConnectError) or self.process.poll() is not None:
             return WorkerUnavailable(f"model server pid {self.pid} did not accept the connection: {error!r}")
         return WorkerTimeout(f"model server pid {self.pid} did not answer in time")
-
-    @staticmethod
-    def _reply(response: httpx.Response) -> WorkerReply:
-        return WorkerReply(
-            status=response.status_code,
-            body=response.content,
-            content_type=response.headers.get("content-type", "application/octet-stream"),
-            custom_attributes=response.headers.get("x-amzn-sagemaker-custom-attributes"),
-        )
 
     # --- stopping -------------------------------------------------------------------------------
     def stop(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from include.scones import evaluation
 from include.scones.monitoring.capture import floor_hour, utc_text
+from include.scones.params import defaults
+
+CONFIDENCE_THRESHOLD = float(defaults()["confidence_threshold"])  # the Param's default: the one value
 
 
 def tiny_png(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200, 120, 40)) -> bytes:
@@ -85,7 +88,7 @@ class Traffic:
     classes: tuple[str, ...] = ("bicycle", "motorcycle")
     class_mix: tuple[float, ...] | None = None  # share predicted per class; None means equal shares
     low_confidence_share: float = 0.2
-    threshold: float = 0.93
+    threshold: float = CONFIDENCE_THRESHOLD
     seed: int = 0
 
     def events(self) -> Iterator[tuple[datetime, list[float]]]:

@@ -1,6 +1,7 @@
-"""workflow_steps, offline: deterministic Lambda packages, create-or-update only what changed (Lambdas and the
-state machine) against narrow fake clients, smoke image picking, judging executions (including the cause the
-ASL's low-confidence Fail state produces), the outcome check, and polling executions with a fake clock."""
+"""The workflow DAG's modules (lambda_deploy, state_machine_deploy, smoke), offline: deterministic Lambda packages,
+create-or-update only what changed (Lambdas and the state machine) against narrow fake clients, smoke image
+picking, judging executions (including the cause the ASL's low-confidence Fail state produces), the outcome check,
+and polling executions with a fake clock."""
 
 from __future__ import annotations
 
@@ -17,24 +18,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from include.scones import state_machine, workflow_steps
-from include.scones.workflow_steps import (
+from include.scones import smoke, state_machine
+from include.scones.lambda_deploy import (
     FUNCTIONS,
     LAMBDAS_DIR,
-    Outcome,
-    check_outcomes,
     code_sha256,
     deploy_functions,
     endpoint_environment,
     ensure_function,
-    ensure_state_machine,
-    judge_execution,
     lambda_zip,
-    pick_smoke_images,
-    render_definition,
-    wait_for_executions,
 )
+from include.scones.smoke import Outcome, check_outcomes, judge_execution, pick_smoke_images, wait_for_executions
+from include.scones.state_machine_deploy import ensure_state_machine, render_definition
 
 ROLE = "arn:aws:iam::000000000000:role/scones-lambda"
 OTHER_ROLE = "arn:aws:iam::000000000000:role/other"
@@ -467,6 +464,8 @@ def test_render_definition_puts_each_deployed_arn_in_its_task() -> None:
 class MemoryHook:
     """S3Hook.read_key over a dict; unknown keys fail as S3 would."""
 
+    parse_s3_url = staticmethod(S3Hook.parse_s3_url)
+
     def __init__(self, objects: dict[tuple[str, str], str]) -> None:
         self.objects = objects
         self.reads: list[tuple[str, str]] = []
@@ -512,8 +511,8 @@ def test_pick_smoke_images_of_none_is_empty(hook: MemoryHook) -> None:
 
 
 def test_smoke_image_execution_input_is_the_serialize_event() -> None:
-    smoke = workflow_steps.SmokeImage("data", "datasets/v1/test/images/a0.png", "bicycle")
-    assert smoke.execution_input() == {"s3_bucket": "data", "s3_key": "datasets/v1/test/images/a0.png"}
+    image = smoke.SmokeImage("data", "datasets/v1/test/images/a0.png", "bicycle")
+    assert image.execution_input() == {"s3_bucket": "data", "s3_key": "datasets/v1/test/images/a0.png"}
 
 
 # --- judge_execution ---------------------------------------------------------------------------------------
@@ -605,8 +604,8 @@ def test_judge_execution_reads_inferences_next_to_a_json_string_error_cause() ->
 def test_inferences_are_found_inside_json_strings_nested_in_the_cause() -> None:
     inner = json.dumps({"body": {"inferences": [0.3, 0.7]}, "inferences": []})
     cause = json.dumps({"error": {"Error": "ThresholdConfidenceNotMet", "Cause": inner}, "inferences": []})
-    assert workflow_steps._inferences_in(cause) == [0.3, 0.7]
-    assert workflow_steps._inferences_in(json.dumps([{"x": json.dumps([{"inferences": [1, 0]}])}])) == [1.0, 0.0]
+    assert smoke._inferences_in(cause) == [0.3, 0.7]
+    assert smoke._inferences_in(json.dumps([{"x": json.dumps([{"inferences": [1, 0]}])}])) == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
@@ -614,7 +613,7 @@ def test_inferences_are_found_inside_json_strings_nested_in_the_cause() -> None:
     ["", "not json", "{", "null", "42", '"{still not json"', "[]", '{"inferences": []}', '{"inferences": "0.9"}'],
 )
 def test_inferences_in_garbage_are_none(garbage: str) -> None:
-    assert workflow_steps._inferences_in(garbage) == []
+    assert smoke._inferences_in(garbage) == []
 
 
 def test_judge_execution_low_confidence_with_an_unreadable_cause_has_no_confidence() -> None:
@@ -686,7 +685,7 @@ def test_a_low_confidence_just_below_the_threshold_is_consistent() -> None:
 
 
 def test_outcome_table_has_a_row_per_outcome() -> None:
-    table = workflow_steps.outcome_table(
+    table = smoke.outcome_table(
         [Outcome("k1", "bicycle", "SUCCEEDED", "motorcycle", 0.98765), Outcome("k2", "bicycle", "ABORTED", "-", None)]
     )
     header, first, second = table.splitlines()
@@ -725,7 +724,7 @@ class FinishingExecutions:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(workflow_steps, "time", SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
+    monkeypatch.setattr(smoke, "time", SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
     return fake
 
 

@@ -1,9 +1,10 @@
 """Start many state machine executions over the test images at a steady rate, to watch the monitoring react.
 
-    python -m include.scones.load_generator --count 200 --rate 10
+    python -m tools.load_generator --count 200 --rate 10
 
 Uses plain boto3 with the standard AWS environment (after `make up`: `source .localcloud/env`; on AWS: your
 credentials and region). Finds the state machine by name and the test images through the deployment registry.
+Demo and test plumbing, not part of the workflow (the demo and the reliability suite's load scenario use it).
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from include.scones import settings as scones_settings
-from include.scones.workflow_steps import (
-    LOW_CONFIDENCE_ERROR,
-    STATE_MACHINE_NAME,
-    pick_smoke_images,
-    wait_for_executions,
-)
+from include.scones.records import DeploymentRecord
+from include.scones.smoke import LOW_CONFIDENCE_ERROR, pick_smoke_images, wait_for_executions
+from include.scones.state_machine_deploy import STATE_MACHINE_NAME, execution_input, find_state_machine
 
 
 class _BotoS3Reader:
-    """The one S3Hook method pick_smoke_images needs, over a plain boto3 client."""
+    """The S3Hook methods pick_smoke_images needs, over a plain boto3 client."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -34,13 +32,18 @@ class _BotoS3Reader:
     def read_key(self, key: str, bucket_name: str) -> str:
         return self.client.get_object(Bucket=bucket_name, Key=key)["Body"].read().decode()
 
+    @staticmethod
+    def parse_s3_url(uri: str) -> tuple[str, str]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook.parse_s3_url(uri)
+
 
 def state_machine_arn(sfn: Any, name: str = STATE_MACHINE_NAME) -> str:
-    for page in sfn.get_paginator("list_state_machines").paginate():
-        for machine in page["stateMachines"]:
-            if machine["name"] == name:
-                return str(machine["stateMachineArn"])
-    raise LookupError(f"no state machine named {name}: run scones_inference_workflow first")
+    arn = find_state_machine(sfn, name)
+    if arn is None:
+        raise LookupError(f"no state machine named {name}: run scones_inference_workflow first")
+    return arn
 
 
 def start_burst(
@@ -80,9 +83,10 @@ def run(count: int, rate_per_s: float, timeout_s: float = 600) -> dict[str, Any]
 
     settings = scones_settings.load()
     s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
-    registry = json.loads(s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read())
-    images = pick_smoke_images(_BotoS3Reader(s3), registry["data_uri"], 40)
-    inputs = [{"s3_bucket": image["s3_bucket"], "s3_key": image["s3_key"]} for image in images]
+    body = s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read()
+    deployment = DeploymentRecord.from_json(body)
+    images = pick_smoke_images(_BotoS3Reader(s3), deployment.data_uri, 40)
+    inputs = [execution_input(image["s3_bucket"], image["s3_key"]) for image in images]
     began = time.monotonic()
     arns = start_burst(sfn, state_machine_arn(sfn), inputs, count, rate_per_s)
     outcomes = tally(wait_for_executions(sfn, arns, timeout_s=timeout_s, poll_s=1.0))
