@@ -73,3 +73,5 @@ lint: venvs  ## ruff (with Airflow's AIR rules) and mypy
 	$(VENV)/bin/mypy localcloud include tools benchmarks
 	# Each Lambda zip has its own top-level lambda_function/logic modules, as on AWS: one mypy run per folder.
 	for fn in lambdas/*/; do $(VENV)/bin/mypy "$$fn" || exit 1; done
+	# The tuner and its experiments import train.py as the training job does (top-level `train`): checked against it.
+	MYPYPATH=include/model $(VENV)/bin/mypy benchmarks/experiments.py benchmarks/tune_model.py
