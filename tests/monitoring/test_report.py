@@ -16,8 +16,8 @@ from PIL import Image
 
 from include.scones.monitoring.capture import CaptureRecord, Window, keys_in_window
 from include.scones.monitoring.charts import NO_TRAFFIC
+from include.scones.monitoring.layout import REPORT_FILES
 from include.scones.monitoring.report import (
-    REPORT_FILES,
     Report,
     ReportAlert,
     build_report,
@@ -265,3 +265,12 @@ def test_inputs_are_checked_before_reading() -> None:
 def test_the_synthetic_input_is_a_real_png() -> None:
     assert decoded(TINY_PNG).size == (8, 8)
     assert decoded(tiny_png(3, 2, (1, 2, 3))).convert("RGB").getpixel((2, 1)) == (1, 2, 3)
+
+
+def test_too_few_records_says_so_instead_of_claiming_every_number_is_within_its_limit() -> None:
+    # Six mostly unsure predictions: over both limits, but too few to judge, so no alert and no "all within" claim
+    traffic = Traffic(6, START, low_confidence_share=0.9, class_mix=(0.95, 0.05), seed=1)
+    report = build_report([traffic.lines()], baseline_for(CLASSES), CLASSES, 0.93, DAY, Limits(min_records=50))
+    assert report.summary["alerts"] == []
+    assert "Too few records to judge</strong>: 6 in the window, fewer than the 50 the limits need" in report.html
+    assert "every number is within its limit" not in report.html

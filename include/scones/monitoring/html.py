@@ -142,6 +142,7 @@ def render_html(
         span=f"{display_time(window['start'])} to {display_time(window['end'])} ({duration_text(window['seconds'])})",
         classes=classes,
         records=summary["totals"]["records"],
+        min_records=summary["limits"]["min_records"],
         skipped_total=summary["skipped_total"],
         out_of_window=summary["out_of_window"],
         alerts=summary["alerts"],

@@ -18,7 +18,7 @@ from typing import Any
 from include.scones.monitoring.capture import CaptureRecord, SkipLog, Window, iter_records
 from include.scones.monitoring.charts import render_charts
 from include.scones.monitoring.html import render_html
-from include.scones.monitoring.layout import REPORT_FILES, REPORT_HTML, SUMMARY_JSON  # noqa: F401 - REPORT_FILES: the names
+from include.scones.monitoring.layout import REPORT_HTML, SUMMARY_JSON
 from include.scones.monitoring.stats import Baseline, Limits, WindowStats
 
 
@@ -72,7 +72,7 @@ def build_report(
 
 
 def report_files(report: Report) -> dict[str, bytes]:
-    """File name (REPORT_FILES) -> content, ready to upload."""
+    """File name (layout.REPORT_FILES) -> content, ready to upload."""
     return {
         SUMMARY_JSON: json.dumps(report.summary, indent=2, allow_nan=False).encode("utf-8"),
         REPORT_HTML: report.html.encode("utf-8"),
