@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV           := .venv
 VENV_MINISTACK := .venv-ministack
 VENV_PYTORCH   := .venv-pytorch
+# The SageMaker Python SDK as users install it, v3 and v2 (one distribution name, so a venv each): tests/sdk.
+VENV_SDK_V3    := .venv-sdk-v3
+VENV_SDK_V2    := .venv-sdk-v2
 PY             := $(VENV)/bin/python
 LOCALCLOUD     := $(PY) -m localcloud
 
@@ -33,7 +36,18 @@ $(VENV_PYTORCH)/.installed: localcloud/sagemaker/requirements-pytorch.txt
 	$(VENV_PYTORCH)/bin/python -m pip install -q -r localcloud/sagemaker/requirements-pytorch.txt
 	touch $@
 
+$(VENV_SDK_V3)/.installed: tests/sdk/requirements-v3.txt
+	test -x $(VENV_SDK_V3)/bin/python || $(PYTHON) -m venv $(VENV_SDK_V3)
+	$(VENV_SDK_V3)/bin/python -m pip install -q -r tests/sdk/requirements-v3.txt
+	touch $@
+
+$(VENV_SDK_V2)/.installed: tests/sdk/requirements-v2.txt
+	test -x $(VENV_SDK_V2)/bin/python || $(PYTHON) -m venv $(VENV_SDK_V2)
+	$(VENV_SDK_V2)/bin/python -m pip install -q -r tests/sdk/requirements-v2.txt
+	touch $@
+
 venvs: $(VENV)/.installed $(VENV_MINISTACK)/.installed $(VENV_PYTORCH)/.installed  ## Install all virtual environments
+venvs: $(VENV_SDK_V3)/.installed $(VENV_SDK_V2)/.installed
 
 # --- local cloud ------------------------------------------------------------------------------
 up: venvs  ## Start MiniStack and the local SageMaker on 127.0.0.1 (idempotent)

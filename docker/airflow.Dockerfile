@@ -34,7 +34,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY localcloud /opt/scones/localcloud
 # The state volume (SQLite, training and model directories) is mounted here; the airflow user must own it.
-RUN mkdir -p /var/lib/local-sagemaker && chown airflow:0 /var/lib/local-sagemaker
+# /opt/ml is the empty mount point each training job's own directory is bound on (runners/container.py).
+RUN mkdir -p /var/lib/local-sagemaker /opt/ml && chown airflow:0 /var/lib/local-sagemaker
 USER airflow
 WORKDIR /opt/scones
 ENV PYTHONPATH=/opt/scones

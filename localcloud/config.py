@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,14 @@ WILDCARD_HOST = "0.0.0.0"
 BIND_HOST_VARIABLE = "LOCALCLOUD_BIND_HOST"
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"  # MiniStack's default account
+
+
+def aws_managed_s3_key_arn(region: str = REGION, account: str = ACCOUNT_ID) -> str:
+    """The ARN of the account's AWS managed KMS key `aws/s3`: what S3 uses for an `aws:kms` write that names no key.
+    Derived as localcloud/ministack/patches/s3-kms-default-key.patch derives it in MiniStack (a test checks they
+    agree), so the local SageMaker names the key MiniStack's S3 answers."""
+    key_id = uuid.uuid5(uuid.NAMESPACE_URL, f"arn:aws:kms:{region}:{account}:alias/aws/s3")
+    return f"arn:aws:kms:{region}:{account}:key/{key_id}"
 
 
 def bind_host(env: Mapping[str, str] | None = None) -> str:

@@ -1,7 +1,8 @@
 """Start, stop and describe the local cloud: MiniStack and the local SageMaker, both on 127.0.0.1.
 
 `up` is idempotent (a healthy service is left alone), waits until both answer their health
-checks, and writes `<home>/env` (mode 0600): the install's credentials (localcloud/credentials.py), the Airflow
+checks, creates the execution roles the README documents (localcloud/roles.py), and writes `<home>/env`
+(mode 0600): the install's credentials (localcloud/credentials.py), the Airflow
 connection for local mode and the standard AWS variables, for the other make targets to source. Both services
 start with a clean AWS environment: none of the shell's `AWS_*` variables (a session token, a profile) reach
 them, or through MiniStack the Lambdas; only the local cloud's own keys do. `down` stops the SageMaker first so its
@@ -26,6 +27,7 @@ from localcloud.credentials import Credentials
 
 HEALTH_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+ROLES_TIMEOUT_S = 120.0
 
 
 class LaunchError(RuntimeError):
@@ -234,8 +236,27 @@ def write_env_file(cfg: LocalCloudConfig) -> Path:
     return cfg.env_file
 
 
+def ensure_roles(cfg: LocalCloudConfig) -> str:
+    """Run localcloud/roles.py with the env file's environment (and none of the shell's AWS_* variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | environment(cfg)
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "localcloud.roles"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=ROLES_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LaunchError(f"could not create the execution roles:\n{done.stderr.strip()[-2000:]}")
+    return done.stdout.strip()
+
+
 def up(cfg: LocalCloudConfig) -> list[str]:
     report = [f"{s.name:<10} {start(s, cfg)} on http://{BIND_HOST}:{s.port}" for s in services(cfg)]
+    report.append(f"roles      {ensure_roles(cfg)}")
     report.append(f"env file   {write_env_file(cfg)}")
     return report
 

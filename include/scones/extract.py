@@ -1,9 +1,12 @@
 """Download the CIFAR-100 archive into a local cache, verified by MD5.
 
 - A cached file whose MD5 matches is reused without any network access.
-- Downloads stream to a `.partial` file with progress in the log, and retry transient failures (transport
-  errors, 429, 5xx) with exponential backoff; tenacity runs the attempts, so the policy is declared, not looped
-  by hand. Only a verified file is renamed into the cache, so a bad download is never used.
+- Downloads stream to a `.partial` file with progress in the log, and retry transient failures (connection
+  errors, timeouts, a body cut short, 429, 5xx) with exponential backoff; tenacity runs the attempts, so the
+  policy is declared, not looped by hand. Only a verified file is renamed into the cache, so a bad download is
+  never used.
+- `requests` (which Airflow already brings) fetches it: one session per download, redirects followed, and the
+  timeout bounds the connection and each read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
+import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
@@ -52,13 +55,18 @@ def cache_path(cache_dir: Path, url: str, md5: str) -> Path:
     return cache_dir / md5.lower() / name
 
 
-def _stream_once(client: httpx.Client, url: str, target: Path) -> None:
-    with client.stream("GET", url) as response:
+# Failures of the connection rather than of the request. requests wraps a read timeout while streaming in
+# ConnectionError, and a connection closed before the announced length in ChunkedEncodingError.
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def _stream_once(session: requests.Session, url: str, target: Path, timeout_seconds: float) -> None:
+    with session.get(url, stream=True, timeout=timeout_seconds, allow_redirects=True) as response:
         response.raise_for_status()
         total = int(response.headers.get("content-length") or 0)
         done, next_report = 0, 0.0
         with target.open("wb") as handle:
-            for chunk in response.iter_bytes(CHUNK_BYTES):
+            for chunk in response.iter_content(CHUNK_BYTES):
                 handle.write(chunk)
                 done += len(chunk)
                 if total and done / total >= next_report:
@@ -69,9 +77,9 @@ def _stream_once(client: httpx.Client, url: str, target: Path) -> None:
 
 def _retryable(exc: BaseException) -> bool:
     """Transient failures only: a retry of a 404 or a bad URL would fail the same way."""
-    if isinstance(exc, httpx.HTTPStatusError):
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return isinstance(exc, httpx.TransportError)
+    return isinstance(exc, TRANSPORT_ERRORS)
 
 
 def _retrying(attempts: int, backoff_seconds: float, url: str, sleep: Callable[[float], None]) -> Retrying:
@@ -122,9 +130,9 @@ def download(
     os.close(handle)
     partial = Path(partial_name)
     try:
-        with httpx.Client(timeout=timeout_seconds, follow_redirects=True) as client:
-            _retrying(attempts, backoff_seconds, url, sleep)(_stream_once, client, url, partial)
-    except httpx.HTTPError as exc:
+        with requests.Session() as session:
+            _retrying(attempts, backoff_seconds, url, sleep)(_stream_once, session, url, partial, timeout_seconds)
+    except requests.RequestException as exc:
         partial.unlink(missing_ok=True)
         raise DownloadFailed(f"could not download the CIFAR-100 archive from {url}: {exc}. {HINT}") from exc
     actual = md5_of(partial)

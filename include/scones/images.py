@@ -1,42 +1,69 @@
-"""AWS Deep Learning Container image URIs for PyTorch, per region.
+"""AWS Deep Learning Container image URIs for PyTorch, resolved by the SageMaker SDK's own registry table.
 
-The `sagemaker` SDK can resolve these (`sagemaker.image_uris.retrieve`), but it pins boto3, numpy and protobuf
-ranges that conflict with Airflow's, so this small table stands in for it. Source: the SDK's
-`image_uri_config/pytorch.json`. Any other registry or tag: set SCONES_TRAINING_IMAGE / SCONES_INFERENCE_IMAGE.
+`sagemaker-core` (the core of SageMaker Python SDK v3) ships `image_uris.retrieve` with the registry account of
+every region and the versions each image exists for, so no hand-copied table goes stale here. It moves none of
+requirements.txt's pins (it only holds protobuf, rich and importlib-metadata a major version below what Airflow
+alone resolves). Importing it takes about two seconds and loads pandas and scipy, so it is imported inside
+`pytorch_image`, never when a DAG file is parsed. Any other registry or tag: set SCONES_TRAINING_IMAGE /
+SCONES_INFERENCE_IMAGE.
 """
 
 from __future__ import annotations
 
-DEFAULT_REGISTRY_ACCOUNT = "763104351884"
-REGISTRY_ACCOUNTS = {
-    "af-south-1": "626614931356",
-    "ap-east-1": "871362719292",
-    "eu-south-1": "692866216735",
-    "me-south-1": "217643126080",
-    "cn-north-1": "727897471807",
-    "cn-northwest-1": "727897471807",
-    "us-gov-west-1": "442386744353",
-}
-STANDARD_REGIONS = (
-    "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 sa-east-1 eu-west-1 eu-west-2 eu-west-3 eu-central-1 "
-    "eu-north-1 ap-south-1 ap-northeast-1 ap-northeast-2 ap-northeast-3 ap-southeast-1 ap-southeast-2"
-).split()
+FRAMEWORK = "pytorch"
+JOBS = ("training", "inference")
+# The SDK picks the image's processor (cpu or gpu) from an instance type; only its family matters, and the DAG
+# offers CPU instance types only.
+CPU_INSTANCE_TYPE = "ml.m5.large"
 
 
 class UnknownRegion(ValueError):
     pass
 
 
+class UnsupportedVersion(ValueError):
+    pass
+
+
 def pytorch_image(region: str, job: str, pytorch_version: str, python_version: str) -> str:
     """`job` is "training" or "inference"; images are the CPU builds (the DAG offers CPU instance types only)."""
-    if region in REGISTRY_ACCOUNTS:
-        account = REGISTRY_ACCOUNTS[region]
-    elif region in STANDARD_REGIONS:
-        account = DEFAULT_REGISTRY_ACCOUNT
-    else:
-        raise UnknownRegion(
-            f"no PyTorch container registry known for region {region!r}; set SCONES_TRAINING_IMAGE and "
-            f"SCONES_INFERENCE_IMAGE to image URIs for it"
+    if job not in JOBS:
+        raise ValueError(f"job must be one of {', '.join(JOBS)}, got {job!r}")
+    from sagemaker.core import image_uris
+
+    try:
+        return image_uris.retrieve(
+            FRAMEWORK,
+            region,
+            version=pytorch_version,
+            py_version=python_version,
+            instance_type=CPU_INSTANCE_TYPE,
+            image_scope=job,
         )
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-{job}:{pytorch_version}-cpu-{python_version}"
+    except ValueError as error:
+        # The SDK raises a bare ValueError for an unknown version, Python version or region alike; its public
+        # listings tell which, so the user is pointed at the setting to change.
+        raise _explain(region, job, pytorch_version, python_version) from error
+
+
+def _explain(region: str, job: str, pytorch_version: str, python_version: str) -> ValueError:
+    from sagemaker.core import image_uris
+
+    versions = image_uris.list_versions(FRAMEWORK, job)
+    if pytorch_version not in versions:
+        return UnsupportedVersion(
+            f"no PyTorch {pytorch_version!r} {job} container is known (the newest: {', '.join(versions[-4:])}); "
+            f"set SCONES_PYTORCH_VERSION to one of them, or SCONES_TRAINING_IMAGE and SCONES_INFERENCE_IMAGE to "
+            f"image URIs"
+        )
+    py_versions = image_uris.list_py_versions(FRAMEWORK, pytorch_version, job)
+    if python_version not in py_versions:
+        return UnsupportedVersion(
+            f"no PyTorch {pytorch_version} {job} container is known for Python {python_version!r} (known: "
+            f"{', '.join(py_versions)}); set SCONES_PYTHON_VERSION to one of them, or SCONES_TRAINING_IMAGE and "
+            f"SCONES_INFERENCE_IMAGE to image URIs"
+        )
+    return UnknownRegion(
+        f"no PyTorch container registry known for region {region!r}; set SCONES_TRAINING_IMAGE and "
+        f"SCONES_INFERENCE_IMAGE to image URIs for it"
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from localcloud.config import PROJECT_ROOT
+from localcloud.config import PROJECT_ROOT, aws_managed_s3_key_arn
 from localcloud.sagemaker.models.invocation import Invocation, InvocationResult
 from localcloud.sagemaker.runners.capture import CaptureWriter
 from tests.localcloud.helpers import create_pure_python_model, wait_for
@@ -102,6 +102,23 @@ def test_writer_uploads_spooled_records_in_the_sagemaker_layout(s3: Any, tmp_pat
     }
     assert first["eventMetadata"]["inferenceId"] == "inf-1"
     assert writer.pending_files() == []
+    # Written with SSE-KMS, as SageMaker writes captures: the account's aws/s3 key when the config names none.
+    stored = s3.head_object(Bucket=bucket, Key=key)
+    assert (stored["ServerSideEncryption"], stored["SSEKMSKeyId"]) == ("aws:kms", aws_managed_s3_key_arn())
+
+
+def test_writer_encrypts_with_the_key_the_config_names(s3: Any, tmp_path: Path) -> None:
+    bucket = new_bucket(s3)
+    key_arn = "arn:aws:kms:us-east-1:000000000000:key/11111111-2222-3333-4444-555555555555"
+    writer = CaptureWriter(s3, tmp_path / "spool", flush_interval_s=0.5)
+    try:
+        config = capture_config(bucket, "dc") | {"KmsKeyId": key_arn}
+        invocation = Invocation("ep-k", PNG_BYTES, "image/png", "application/json")
+        assert writer.record("ep-k", "AllTraffic", config, invocation, InvocationResult(b"{}", "application/json", "A"))
+        objects = wait_for(lambda: captured_objects(s3, bucket, "dc/"), timeout_s=10)
+    finally:
+        writer.close()
+    assert s3.head_object(Bucket=bucket, Key=next(iter(objects)))["SSEKMSKeyId"] == key_arn
 
 
 def test_writer_does_not_record_when_capture_is_off(s3: Any, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import tarfile
 import threading
@@ -19,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localcloud import launcher
+from localcloud.config import aws_managed_s3_key_arn
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN, LocalCloud
 from tests.localcloud.helpers import (
     assert_valid_output,
@@ -341,7 +343,9 @@ def test_failed_update_returns_to_the_old_config(deployer: Deployer, sagemaker: 
     deployer.delete(name)
 
 
-def test_weights_route_traffic_and_target_variant_overrides(deployer: Deployer, sagemaker: Any, runtime: Any) -> None:
+def test_weights_route_traffic_and_target_variant_overrides(
+    deployer: Deployer, sagemaker: Any, runtime: Any, s3: Any
+) -> None:
     capture = {
         "EnableCapture": True,
         "InitialSamplingPercentage": 0,  # the summary is what this test checks; delivery is test_capture's
@@ -358,8 +362,17 @@ def test_weights_route_traffic_and_target_variant_overrides(deployer: Deployer, 
         "CaptureStatus": "Started",
         "CurrentSamplingPercentage": 0,
         "DestinationS3Uri": f"s3://{deployer.bucket}/capture",
-        "KmsKeyId": "",
+        # No key named: the account's aws/s3 key, the very key S3 itself uses for an aws:kms write without one.
+        "KmsKeyId": s3.put_object(Bucket=deployer.bucket, Key="kms", Body=b"", ServerSideEncryption="aws:kms")[
+            "SSEKMSKeyId"
+        ],
     }
+    assert described["DataCaptureConfig"]["KmsKeyId"] == aws_managed_s3_key_arn()
+    for variant in described["ProductionVariants"]:
+        [image] = variant["DeployedImages"]
+        repository = PYTORCH_INFERENCE_IMAGE.rsplit(":", 1)[0]
+        assert image["SpecifiedImage"] == PYTORCH_INFERENCE_IMAGE
+        assert re.fullmatch(rf"{re.escape(repository)}@sha256:[0-9a-f]{{64}}", image["ResolvedImage"])
     assert [(v["VariantName"], v["CurrentWeight"]) for v in described["ProductionVariants"]] == [
         ("Main", 1.0),
         ("Shadow", 0.0),

@@ -92,6 +92,10 @@ def test_applies_to_the_pristine_files_and_a_second_apply_is_a_no_op(pinned_copy
     worker = (pinned_copy / "ministack/core/lambda_runtime.py").read_text()
     assert '"errorType": type(e).__name__' in worker
     assert 'if response.get("status") == "error" and "errorType" not in response:' in worker
+    s3 = (pinned_copy / "ministack/services/s3.py").read_text()
+    assert 'out["x-amz-server-side-encryption-aws-kms-key-id"] = kms or _aws_managed_s3_key_arn()' in s3
+    iam = (pinned_copy / "ministack/services/iam.py").read_text()
+    assert 'f"The role with name {name} cannot be found."' in iam
     snapshot = {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()}
     assert patch.apply(pinned_copy) == []
     assert {relative: (pinned_copy / relative).read_bytes() for relative in patched_files()} == snapshot

@@ -70,7 +70,12 @@ def inputs(s3: Any) -> dict[str, str]:
             tar.add(FIXTURES / script, arcname=script)
     s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=archive.getvalue())
     s3.put_object(Bucket=BUCKET, Key="data/train/scones.csv", Body=b"flavour,rating\nplain,5\n")
-    return {"sourcedir": f"s3://{BUCKET}/code/sourcedir.tar.gz", "train": f"s3://{BUCKET}/data/train/"}
+    s3.put_object(Bucket=BUCKET, Key="entry/code/opt_ml.sh", Body=(FIXTURES / "opt_ml.sh").read_bytes())
+    return {
+        "sourcedir": f"s3://{BUCKET}/code/sourcedir.tar.gz",
+        "train": f"s3://{BUCKET}/data/train/",
+        "entry_code": f"s3://{BUCKET}/entry/code/",
+    }
 
 
 def job_request(name: str, inputs: dict[str, str], program: str = "train.py", **overrides: Any) -> dict[str, Any]:
@@ -245,6 +250,51 @@ def test_failing_script_fails_with_the_failure_file(
     assert description["SecondaryStatusTransitions"][-1]["StatusMessage"] == "Training job failed"
 
 
+def entrypoint_request(
+    name: str, inputs: dict[str, str], entrypoint: list[str], arguments: list[str]
+) -> dict[str, Any]:
+    """A job whose container runs `entrypoint` + `arguments`, with a "code" channel as the SDK v3 sends."""
+    request = job_request(name, inputs, HyperParameters={"epochs": "2"})
+    request["AlgorithmSpecification"] |= {"ContainerEntrypoint": entrypoint, "ContainerArguments": arguments}
+    code = {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": inputs["entry_code"]}}
+    request["InputDataConfig"].append({"ChannelName": "code", "DataSource": code})
+    return request
+
+
+def test_container_entrypoint_runs_with_the_opt_ml_contract(
+    sm: Any, raw_bodies: RawBodies, inputs: dict[str, str], s3: Any, logs: Any
+) -> None:
+    names = [job_name("entry-a"), job_name("entry-b")]
+    for label, name in zip("ab", names, strict=True):  # side by side: each job has its own /opt/ml
+        create(
+            sm, raw_bodies, entrypoint_request(name, inputs, ["/bin/sh"], ["/opt/ml/input/data/code/opt_ml.sh", label])
+        )
+    for label, name in zip("ab", names, strict=True):
+        description = wait_for(sm, name, finished)
+        raw_bodies.assert_valid("DescribeTrainingJob")
+        assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+        assert description["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/sh"]
+        model = tar_members(s3, description["ModelArtifacts"]["S3ModelArtifacts"])
+        assert json.loads(model["hyperparameters.json"]) == {"epochs": "2"}
+        assert model["scones.csv"] == b"flavour,rating\nplain,5\n"
+        assert model["who"].decode().strip() == f"{name} {label}"
+        _, messages = log_lines(logs, name, containing="done in")
+        assert "done in /opt/ml" in messages
+    # The bind mounts lived only in the jobs' namespaces.
+    assert not Path("/opt/ml/model").exists()
+
+
+def test_container_entrypoint_failure_reports_the_failure_file(
+    sm: Any, raw_bodies: RawBodies, inputs: dict[str, str]
+) -> None:
+    name = job_name("entry-fail")
+    script = "echo 'the oven is cold' > /opt/ml/output/failure; exit 3"
+    create(sm, raw_bodies, entrypoint_request(name, inputs, ["/bin/sh", "-c"], [script]))
+    description = wait_for(sm, name, finished)
+    assert description["TrainingJobStatus"] == "Failed"
+    assert description["FailureReason"] == "AlgorithmError: the oven is cold\n"
+
+
 def test_max_runtime_stops_the_job_and_keeps_its_checkpoint(
     sm: Any, raw_bodies: RawBodies, inputs: dict[str, str], s3: Any
 ) -> None:
@@ -317,7 +367,9 @@ def test_list_training_jobs_pages_and_filters(sm: Any, raw_bodies: RawBodies, co
         token = {"NextToken": page["NextToken"]}
     assert len(names) >= 2 and names == sorted(names)
     completed = sm.list_training_jobs(NameContains=RUN_ID, StatusEquals="Completed")["TrainingJobSummaries"]
-    assert [s["TrainingJobName"] for s in completed] == [completed_job["TrainingJobName"]]
+    assert sorted(s["TrainingJobName"] for s in completed) == sorted(
+        [completed_job["TrainingJobName"], job_name("entry-a"), job_name("entry-b")]
+    )
 
 
 def _start_sleeping_job(

@@ -155,9 +155,10 @@ def test_training_jobs_get_the_same_clean_environment(canaries: dict[str, str], 
         instance_type="ml.m5.large",
         environment={"GREETING": "hi"},
     )
-    env = TrainingRunner(spec, s3=None, logs=None, reporter=None)._environment()  # type: ignore[arg-type]
+    env = TrainingRunner(spec, s3=None, logs=None, reporter=None)._environment(Path("/opt/ml"))  # type: ignore[arg-type]
     assert leaked(env, canaries) == {}
     assert (env["GREETING"], env["AWS_ENDPOINT_URL"], env["TRAINING_JOB_NAME"]) == ("hi", ENDPOINT, "job")
+    assert env["SAGEMAKER_BASE_DIR"] == "/opt/ml"  # the job's view of its directory
 
 
 def test_model_code_in_a_real_server_sees_no_canary(canaries: dict[str, str], tmp_path: Path) -> None:

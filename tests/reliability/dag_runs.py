@@ -96,14 +96,14 @@ class CrashDuringTraining:
             self.job = wait_for(self._training_job, self.timeout_s, 0.1)
             if not self.job:
                 raise TimeoutError(f"no training job reached SecondaryStatus Training in {self.timeout_s:.0f} s")
-            job_dir = self.cfg.sagemaker_home / "training" / self.job
-            self.job_processes = wait_for(lambda: faults.processes_in(job_dir), 30, 0.1)
+            job = self.job
+            self.job_processes = wait_for(lambda: faults.processes_of_job(job), 30, 0.1)
             self.killed_pid = faults.crash(self.cfg, "sagemaker")
             killed_at = time.monotonic()
-            self.orphans_after_crash = faults.processes_in(job_dir)
+            self.orphans_after_crash = faults.processes_of_job(job)
             launcher.up(self.cfg)
             self.recovery_s = time.monotonic() - killed_at
-            self.survivors_after_up = faults.processes_in(job_dir)
+            self.survivors_after_up = faults.processes_of_job(job)
         except BaseException as error:  # re-raised in the main thread by __exit__
             self.error = error
 

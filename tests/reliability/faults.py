@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 from localcloud import launcher
 from localcloud.config import LocalCloudConfig
@@ -44,6 +43,8 @@ def restart(cfg: LocalCloudConfig, name: str) -> float:
     return time.monotonic() - began
 
 
-def processes_in(directory: Path) -> set[int]:
-    """Live processes whose working directory is `directory` or below it (a job's toolkit and script)."""
-    return live_processes(lambda proc: Path(os.readlink(proc / "cwd")).is_relative_to(directory))
+def processes_of_job(job_name: str) -> set[int]:
+    """Live processes of a training job (its toolkit and script): the platform gives each TRAINING_JOB_NAME. Their
+    working directory says nothing here, since every job sees its own directory as /opt/ml."""
+    marker = f"TRAINING_JOB_NAME={job_name}\0".encode()
+    return live_processes(lambda proc: marker in (proc / "environ").read_bytes())

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +18,59 @@ from tests.scones.helpers import ScriptedServer, closed_port_url
 PAYLOAD = b"cifar archive bytes " * 5000  # ~100 KB: several reads of the response stream
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 UNREACHABLE_URL = "http://127.0.0.1:9/x.tar.gz"
+
+
+class FlakyServer:
+    """What ScriptedServer cannot script: a redirect, and a first answer that announces the whole payload, then
+    stops halfway (`/cut.tar.gz`: closes the connection; `/stall.tar.gz`: stalls for a second). Later answers
+    are whole."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                first = self.path not in server.requests
+                server.requests.append(self.path)
+                if self.path == "/moved":
+                    self.send_response(302)
+                    self.send_header("Location", "/cut.tar.gz")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(PAYLOAD)))
+                self.end_headers()
+                if first:
+                    self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+                    self.wfile.flush()
+                    if self.path == "/stall.tar.gz":
+                        time.sleep(1)
+                    return
+                self.wfile.write(PAYLOAD)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.handle_error = lambda *args: None  # type: ignore[method-assign]  # the client hung up
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[FlakyServer]:
+    server = FlakyServer()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        server.thread.join(timeout=5)
 
 
 def files_under(root: Path) -> list[str]:
@@ -120,6 +178,29 @@ def test_unreachable_host_is_retried_then_fails_naming_url_and_variables(tmp_pat
     message = str(raised.value)
     assert message.startswith(f"could not download the CIFAR-100 archive from {url}: ")
     assert "SCONES_CIFAR_URL" in message and "SCONES_CIFAR_MD5" in message
+
+
+def test_a_body_cut_short_is_retried_after_following_the_redirect(tmp_path: Path, flaky_server: FlakyServer) -> None:
+    # Given a URL that redirects to a server whose first answer closes the connection halfway through the body
+    slept: list[float] = []
+    # When downloading
+    result = download(flaky_server.url("/moved"), PAYLOAD_MD5, tmp_path, sleep=slept.append)
+    # Then the redirect was followed each time, the short body was retried once, and the verified file is cached
+    assert flaky_server.requests == ["/moved", "/cut.tar.gz", "/moved", "/cut.tar.gz"]
+    assert slept == [2.0]
+    assert result.read_bytes() == PAYLOAD
+    assert files_under(tmp_path) == [f"{PAYLOAD_MD5}/moved"]
+
+
+def test_a_stalled_read_times_out_and_is_retried(tmp_path: Path, flaky_server: FlakyServer) -> None:
+    # Given a server that stalls for a second in the middle of its first answer
+    slept: list[float] = []
+    # When downloading with a shorter timeout
+    result = download(flaky_server.url("/stall.tar.gz"), PAYLOAD_MD5, tmp_path, timeout_seconds=0.2, sleep=slept.append)
+    # Then the timeout bounded the read and the second attempt got the whole file
+    assert flaky_server.requests == ["/stall.tar.gz", "/stall.tar.gz"]
+    assert slept == [2.0]
+    assert result.read_bytes() == PAYLOAD
 
 
 def test_cached_file_with_wrong_md5_is_replaced(tmp_path: Path, http_server: ScriptedServer) -> None:

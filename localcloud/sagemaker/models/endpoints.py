@@ -12,12 +12,13 @@ their in-flight requests before they stop."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import asdict
 from typing import Any
 
-from localcloud.config import ACCOUNT_ID, REGION
+from localcloud.config import ACCOUNT_ID, REGION, aws_managed_s3_key_arn
 from localcloud.sagemaker.exceptions import (
     ModelError,
     ModelNotReadyException,
@@ -68,8 +69,18 @@ def capture_summary(config: dict[str, Any] | None) -> dict[str, Any] | None:
         "CaptureStatus": "Started" if enabled else "Stopped",
         "CurrentSamplingPercentage": config["InitialSamplingPercentage"],
         "DestinationS3Uri": config["DestinationS3Uri"],
-        "KmsKeyId": config.get("KmsKeyId", ""),
+        # With no key named, SageMaker encrypts captures with the account's default S3 key, and says which.
+        "KmsKeyId": config.get("KmsKeyId") or aws_managed_s3_key_arn(),
     }
+
+
+def resolved_image(specified: str) -> str:
+    """The image by digest, as SageMaker resolves a tag when it deploys: `<registry>/<repository>@sha256:<digest>`.
+    No registry is asked here, so the digest stands for the tag: the same image always resolves the same."""
+    if "@sha256:" in specified:
+        return specified
+    repository = specified.rsplit(":", 1)[0] if ":" in specified.rsplit("/", 1)[-1] else specified
+    return f"{repository}@sha256:{hashlib.sha256(specified.encode()).hexdigest()}"
 
 
 def desired_summaries(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,7 +98,9 @@ def deployed_summaries(specs: list[VariantSpec], resolution_time: float) -> list
     return [
         {
             "VariantName": s.VariantName,
-            "DeployedImages": [{"SpecifiedImage": s.Image, "ResolutionTime": resolution_time}],
+            "DeployedImages": [
+                {"SpecifiedImage": s.Image, "ResolvedImage": resolved_image(s.Image), "ResolutionTime": resolution_time}
+            ],
             "CurrentWeight": s.Weight,
             "DesiredWeight": s.Weight,
             "CurrentInstanceCount": s.InstanceCount,

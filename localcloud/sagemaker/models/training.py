@@ -225,8 +225,11 @@ class TrainingJobs:
         for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining"):
             description.setdefault(flag, False)
         output_path = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        # SageMaker describes an unencrypted output with KmsKeyId "" (the SDK v2's attach() reads it).
+        output_config = {"KmsKeyId": ""} | params["OutputDataConfig"]
         return description | {
             "TrainingJobArn": job_arn,
+            "OutputDataConfig": output_config,
             "StoppingCondition": stopping,
             # Required in every Describe; it names where the artifacts will be written.
             "ModelArtifacts": {"S3ModelArtifacts": f"{output_path}/{params['TrainingJobName']}/output/model.tar.gz"},
@@ -261,6 +264,8 @@ class TrainingJobs:
             channels=_channels(description),
             environment=dict(description.get("Environment") or {}),
             max_runtime_s=description["StoppingCondition"]["MaxRuntimeInSeconds"],
+            entrypoint=tuple(algorithm.get("ContainerEntrypoint") or ()),
+            arguments=tuple(algorithm.get("ContainerArguments") or ()),
         )
         return TrainingRunner(spec, self.ctx.client("s3"), self.ctx.client("logs"), _JobReporter(self, name))
 

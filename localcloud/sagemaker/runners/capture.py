@@ -190,7 +190,7 @@ class CaptureWriter:
         self._lock = threading.Lock()  # guards _open and spool file creation/rotation
         self._upload_lock = threading.Lock()  # one uploader at a time (thread vs. close())
         self._open: dict[Path, _OpenSpool] = {}  # stream dir -> its current spool file
-        self._stream_dirs: dict[tuple[str, str, str], Path] = {}
+        self._stream_dirs: dict[tuple[str, str, str, str | None], Path] = {}
         self._stop = threading.Event()
         spool_dir.mkdir(parents=True, exist_ok=True)
         # The thread's first round runs at once: it uploads leftovers from a crashed predecessor.
@@ -222,13 +222,22 @@ class CaptureWriter:
             when=when,
             inference_id=invocation.inference_id,
         )
-        self.append(data_capture_config["DestinationS3Uri"], endpoint_name, variant_name, record, when)
+        destination = data_capture_config["DestinationS3Uri"]
+        self.append(destination, endpoint_name, variant_name, record, when, data_capture_config.get("KmsKeyId"))
         return True
 
-    def append(self, destination: str, endpoint: str, variant: str, record: dict[str, Any], when: datetime) -> None:
+    def append(
+        self,
+        destination: str,
+        endpoint: str,
+        variant: str,
+        record: dict[str, Any],
+        when: datetime,
+        kms_key_id: str | None = None,
+    ) -> None:
         """Append one record line to its stream's spool file (flushed to the OS, so a crash keeps it)."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
-        stream = self._stream_dir(destination, endpoint, variant)
+        stream = self._stream_dir(destination, endpoint, variant, kms_key_id)
         hour = f"{when.astimezone(UTC):%Y%m%d%H}"
         with self._lock:
             spool = self._open.get(stream)
@@ -236,7 +245,7 @@ class CaptureWriter:
                 spool.handle.close()
                 spool = None
             if spool is None:
-                spool = self._new_spool(stream, destination, endpoint, variant, hour, when)
+                spool = self._new_spool(stream, destination, endpoint, variant, hour, when, kms_key_id)
                 self._open[stream] = spool
             written = 0
             while written < len(line):  # a raw write may be short; the line must land whole
@@ -299,7 +308,16 @@ class CaptureWriter:
             key = capture_key(target["DestinationS3Uri"], target["EndpointName"], target["VariantName"], when, file_id)
             body = complete_lines(path.read_bytes())
             if body:
-                self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
+                # SSE-KMS, as SageMaker writes captures: the config's key, else the account's aws/s3 key.
+                kms = {"SSEKMSKeyId": target["KmsKeyId"]} if target.get("KmsKeyId") else {}
+                self.s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/jsonl",
+                    ServerSideEncryption="aws:kms",
+                    **kms,
+                )
         except Exception as error:
             failures = self._failed_uploads[path] = self._failed_uploads.get(path, 0) + 1
             if failures >= self.max_upload_attempts:
@@ -314,26 +332,33 @@ class CaptureWriter:
         return True
 
     # spool files ------------------------------------------------------------------------------
-    def _stream_dir(self, destination: str, endpoint: str, variant: str) -> Path:
-        key = (destination, endpoint, variant)
+    def _stream_dir(self, destination: str, endpoint: str, variant: str, kms_key_id: str | None = None) -> Path:
+        key = (destination, endpoint, variant, kms_key_id)
         stream = self._stream_dirs.get(key)  # on every record: hashing and path building are not free
         if stream is None:
             # Endpoint and variant names are [a-zA-Z0-9-], safe in a path. The hash keeps destinations apart, and
             # endpoint "a--b" with variant "c" apart from endpoint "a" with variant "b--c".
-            digest = hashlib.sha256(f"{destination}\n{endpoint}\n{variant}".encode()).hexdigest()[:12]
+            named = f"{destination}\n{endpoint}\n{variant}\n{kms_key_id or ''}"
+            digest = hashlib.sha256(named.encode()).hexdigest()[:12]
             stream = self._stream_dirs[key] = self.spool_dir / f"{endpoint}--{variant}--{digest}"
         return stream
 
     def _new_spool(
-        self, stream: Path, destination: str, endpoint: str, variant: str, hour: str, when: datetime
+        self,
+        stream: Path,
+        destination: str,
+        endpoint: str,
+        variant: str,
+        hour: str,
+        when: datetime,
+        kms_key_id: str | None = None,
     ) -> _OpenSpool:
         target = stream / DESTINATION_FILE
         if not target.exists():
             stream.mkdir(parents=True, exist_ok=True)
             partial = stream / f".{DESTINATION_FILE}.tmp"
-            partial.write_text(
-                json.dumps({"DestinationS3Uri": destination, "EndpointName": endpoint, "VariantName": variant})
-            )
+            described = {"DestinationS3Uri": destination, "EndpointName": endpoint, "VariantName": variant}
+            partial.write_text(json.dumps(described | ({"KmsKeyId": kms_key_id} if kms_key_id else {})))
             os.replace(partial, target)  # atomic: a spool file never exists without its destination
         path = stream / f"{int(when.timestamp() * 1000)}-{uuid.uuid4()}{SPOOL_SUFFIX}"
         return _OpenSpool(path=path, handle=path.open("ab", buffering=0), hour=hour)

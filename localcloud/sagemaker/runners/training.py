@@ -1,8 +1,9 @@
-"""Run one script-mode training job the way a SageMaker training instance does.
+"""Run one training job the way a SageMaker training instance does.
 
-Owns everything that happens on the "instance": the /opt/ml layout under SAGEMAKER_BASE_DIR,
-input download, the real sagemaker-training toolkit as a process group, log shipping,
-stop/kill, the max-runtime timer and the artifact upload. It reports progress through a
+Owns everything that happens on the "instance": the /opt/ml layout in the job's directory (seen by the job as
+/opt/ml, see container.py), input download, the container's command (the image's default, the real
+sagemaker-training toolkit, or the request's ContainerEntrypoint and ContainerArguments) as a process group,
+log shipping, stop/kill, the max-runtime timer and the artifact upload. It reports progress through a
 `Reporter` and knows nothing about the control plane's HTTP or its store."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from localcloud.sagemaker.runners import artifacts
+from localcloud.sagemaker.runners import artifacts, container
 from localcloud.sagemaker.runners.cloudwatch import LogStream
 from localcloud.sagemaker.runners.environment import clean_environment
 from localcloud.sagemaker.runners.processes import process_start_ticks, signal_group
@@ -59,6 +60,9 @@ class TrainingSpec:
     channels: tuple[Channel, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     max_runtime_s: float | None = None
+    # AlgorithmSpecification's ContainerEntrypoint and ContainerArguments; both empty: the image's own command.
+    entrypoint: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
 
     def output_uri(self, file_name: str) -> str:
         return f"{self.output_path.rstrip('/')}/{self.job_name}/output/{file_name}"
@@ -151,6 +155,7 @@ class TrainingRunner:
         base = self.spec.base_dir
         self.reporter.transition("Starting", "Preparing the instances for training")
         self._write_layout()
+        command, seen_base_dir = self._command()  # before any download: a job that cannot run fails at once
         if self._stop_requested.is_set():
             return Outcome(STOPPED)
         self.reporter.transition("Downloading", "Downloading input data")
@@ -160,7 +165,7 @@ class TrainingRunner:
             if self._stop_requested.is_set():
                 return Outcome(STOPPED)
             self.reporter.transition("Training", "Training image download completed. Training in progress.")
-            exit_code = self._run_toolkit()
+            exit_code = self._run_container(command, seen_base_dir)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -241,9 +246,28 @@ class TrainingRunner:
                     "given in input data source."
                 )
 
-    def _environment(self) -> dict[str, str]:
+    def _command(self) -> tuple[list[str], Path]:
+        """The job's command and the directory it sees as /opt/ml. SageMaker runs ContainerEntrypoint with
+        ContainerArguments in place of the image's ENTRYPOINT and CMD (arguments alone replace the CMD, which the
+        framework images' entrypoint runs); with neither, the PyTorch image's `train`, i.e. the toolkit."""
+        if self.spec.entrypoint or self.spec.arguments:
+            command = [*self.spec.entrypoint, *self.spec.arguments]
+        else:
+            command = [str(self.spec.python), "-m", "sagemaker_training.cli.train"]
+        reason = container.unavailable_reason()
+        if reason is None:
+            return container.command_in_container(self.spec.base_dir, command), container.CONTAINER_ROOT
+        if self.spec.entrypoint or self.spec.arguments:
+            raise JobSetupError(
+                f"ContainerEntrypoint and ContainerArguments need the job's own {container.CONTAINER_ROOT}, "
+                f"which this machine cannot give: {reason}. See the README's 'Training containers'."
+            )
+        # The toolkit honours SAGEMAKER_BASE_DIR in place of /opt/ml, so script mode still works.
+        return command, self.spec.base_dir
+
+    def _environment(self, base_dir: Path) -> dict[str, str]:
         platform = {
-            "SAGEMAKER_BASE_DIR": str(self.spec.base_dir),
+            "SAGEMAKER_BASE_DIR": str(base_dir),
             "SM_STUDIO_LOCAL_MODE": "true",  # otherwise the toolkit waits up to 15 min for DNS of algo-1
             "TRAINING_JOB_NAME": self.spec.job_name,
             "TRAINING_JOB_ARN": self.spec.job_arn,
@@ -251,15 +275,14 @@ class TrainingRunner:
         # A clean environment, like a fresh container: nothing of the server's leaks in.
         return clean_environment(self.spec.python, self.spec.s3_endpoint_url, self.spec.environment) | platform
 
-    def _run_toolkit(self) -> int:
-        command = [str(self.spec.python), "-m", "sagemaker_training.cli.train"]
+    def _run_container(self, command: list[str], base_dir: Path) -> int:
         with self._process_lock:  # a stop arriving now either prevents the start or sees the process
             if self._stop_requested.is_set():
                 return -signal.SIGTERM
             self._process = process = subprocess.Popen(
                 command,
                 cwd=self.spec.base_dir,
-                env=self._environment(),
+                env=self._environment(base_dir),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -281,7 +304,7 @@ class TrainingRunner:
                 reader.join(READER_DRAIN_S)
         finally:
             stream.close()
-        log.info("training job %s: toolkit exited with %s", self.spec.job_name, exit_code)
+        log.info("training job %s: its command exited with %s", self.spec.job_name, exit_code)
         return exit_code
 
     def _failure_reason(self, exit_code: int) -> str:
