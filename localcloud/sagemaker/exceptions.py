@@ -37,6 +37,11 @@ class ResourceNotFound(SageMakerError):
     status = 400
 
 
+class ConflictException(SageMakerError):
+    code = "ConflictException"
+    status = 400
+
+
 class ResourceLimitExceeded(SageMakerError):
     code = "ResourceLimitExceeded"
     status = 400

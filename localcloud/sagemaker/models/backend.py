@@ -8,6 +8,7 @@ from typing import Any
 from localcloud.sagemaker.exceptions import UnknownOperationException
 from localcloud.sagemaker.models.base import Context, Operation
 from localcloud.sagemaker.models.endpoints import Endpoints
+from localcloud.sagemaker.models.model_packages import ModelPackages
 from localcloud.sagemaker.models.registry import ModelRegistry
 from localcloud.sagemaker.models.tags import Tags
 from localcloud.sagemaker.models.training import TrainingJobs
@@ -20,12 +21,13 @@ class SageMakerBackend:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.tags = Tags(ctx)
-        self.registry = ModelRegistry(ctx)
+        self.packages = ModelPackages(ctx)
+        self.registry = ModelRegistry(ctx, self.packages)
         self.training = TrainingJobs(ctx)
         self.endpoints = Endpoints(ctx, self.registry)
         self.transforms = TransformJobs(ctx, self.registry)
         self._operations: dict[str, Operation] = {}
-        for component in (self.tags, self.registry, self.training, self.endpoints, self.transforms):
+        for component in (self.tags, self.packages, self.registry, self.training, self.endpoints, self.transforms):
             self._operations.update(component.operations())
 
     @property

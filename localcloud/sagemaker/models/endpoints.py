@@ -310,9 +310,9 @@ class Endpoints:
         for variant in config["ProductionVariants"]:
             try:
                 model = self.registry.get_model(variant["ModelName"])
+                container = self.registry.primary_container(model)
             except SageMakerError as error:
                 raise DeployFailed(error.message) from error
-            container = model.get("PrimaryContainer") or model["Containers"][0]
             specs.append(
                 VariantSpec(
                     VariantName=variant["VariantName"],

@@ -6,6 +6,7 @@ from typing import Any
 
 from localcloud.sagemaker.exceptions import ValidationException
 from localcloud.sagemaker.models.base import Context, Operation, already_exists, arn, list_page, now, pick, require
+from localcloud.sagemaker.models.model_packages import ModelPackages
 from localcloud.sagemaker.runners.artifacts import parse_s3_uri
 
 MODEL = "model"
@@ -36,8 +37,9 @@ def require_s3_capture_destination(data_capture: dict[str, Any] | None) -> None:
 
 
 class ModelRegistry:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, packages: ModelPackages) -> None:
         self.ctx = ctx
+        self.packages = packages
 
     def operations(self) -> dict[str, Operation]:
         return {
@@ -59,6 +61,9 @@ class ModelRegistry:
             raise ValidationException("Either PrimaryContainer or Containers must be specified.")
         if not all(c.get("Image") or c.get("ModelPackageName") for c in containers):
             raise ValidationException("Every container must specify an Image.")
+        for container in containers:
+            if container.get("ModelPackageName"):
+                self.packages.get_package(container["ModelPackageName"])  # a version that does not exist is refused
         with self.ctx.lock:
             if self.ctx.store.get(MODEL, name):
                 raise already_exists("model", arn("model", name))
@@ -75,6 +80,11 @@ class ModelRegistry:
         if found is None:
             raise model_not_found(name)
         return found
+
+    def primary_container(self, model: dict[str, Any]) -> dict[str, Any]:
+        """The model's first container as it runs (a ModelPackageName resolved to the version's image and data)."""
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        return self.packages.container(container)
 
     def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.get_model(params["ModelName"])

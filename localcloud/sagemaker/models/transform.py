@@ -245,8 +245,7 @@ class TransformJobs:
             )
 
     def _spec(self, description: dict[str, Any], model: dict[str, Any]) -> TransformSpec:
-        containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else model.get("Containers") or []
-        container = containers[0] if containers else {}
+        container = self.registry.primary_container(model)
         framework = images.resolve(container.get("Image", ""), "inference", self.ctx.pytorch_python)
         if not container.get("ModelDataUrl"):
             raise TransformFailed(f"ClientError: Model {model['ModelName']} has no ModelDataUrl to serve.")
