@@ -50,11 +50,16 @@ class ProjectRole:
         return json.dumps(json.loads(text))
 
 
-def project_roles() -> tuple[ProjectRole, ...]:
-    """The role settings' defaults (include/scones/settings.py), with the documents the README names for each."""
+def _settings_defaults() -> dict[str, Any]:
+    """include/scones/settings.py's defaults: the role names and bucket are defined there once."""
     from include.scones.settings import Settings
 
-    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    return {name: field.default for name, field in Settings.model_fields.items()}
+
+
+def project_roles() -> tuple[ProjectRole, ...]:
+    """The role settings' defaults, with the documents the README names for each."""
+    defaults = _settings_defaults()
     return (
         ProjectRole(defaults["sagemaker_role"], "sagemaker"),
         ProjectRole(defaults["lambda_role"], "lambda"),
@@ -63,9 +68,7 @@ def project_roles() -> tuple[ProjectRole, ...]:
 
 
 def project_bucket() -> str:
-    from include.scones.settings import Settings
-
-    return str(Settings.model_fields["bucket"].default)
+    return str(_settings_defaults()["bucket"])
 
 
 def ensure_project_role(iam: Any, role: ProjectRole, bucket: str) -> str:

@@ -30,7 +30,7 @@ CONTAINER_ROOT = Path("/opt/ml")
 PROBE_TIMEOUT_S = 10.0
 PROBE_MARKER = ".localcloud-probe"
 # $0 is the job's directory, "$@" the job's command: sh -c binds, enters and becomes the command (exec).
-_ENTER = 'mount --bind -- "$0" /opt/ml && cd /opt/ml && exec "$@"'
+_ENTER = f'mount --bind -- "$0" {CONTAINER_ROOT} && cd {CONTAINER_ROOT} && exec "$@"'
 
 
 def _namespace_prefix() -> list[str]:
@@ -94,6 +94,6 @@ def probe() -> str | None:
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip() or f"exit code {result.returncode}"
         return f"a private mount namespace could not be made: {detail}"
-    if (Path("/opt/ml") / PROBE_MARKER).exists():  # the bind leaked out: never run jobs like that
+    if (CONTAINER_ROOT / PROBE_MARKER).exists():  # the bind leaked out: never run jobs like that
         return "the bind mount on /opt/ml was visible outside the job's namespace"
     return None

@@ -250,14 +250,12 @@ class TrainingRunner:
         """The job's command and the directory it sees as /opt/ml. SageMaker runs ContainerEntrypoint with
         ContainerArguments in place of the image's ENTRYPOINT and CMD (arguments alone replace the CMD, which the
         framework images' entrypoint runs); with neither, the PyTorch image's `train`, i.e. the toolkit."""
-        if self.spec.entrypoint or self.spec.arguments:
-            command = [*self.spec.entrypoint, *self.spec.arguments]
-        else:
-            command = [str(self.spec.python), "-m", "sagemaker_training.cli.train"]
+        custom = [*self.spec.entrypoint, *self.spec.arguments]
+        command = custom or [str(self.spec.python), "-m", "sagemaker_training.cli.train"]
         reason = container.unavailable_reason()
         if reason is None:
             return container.command_in_container(self.spec.base_dir, command), container.CONTAINER_ROOT
-        if self.spec.entrypoint or self.spec.arguments:
+        if custom:
             raise JobSetupError(
                 f"ContainerEntrypoint and ContainerArguments need the job's own {container.CONTAINER_ROOT}, "
                 f"which this machine cannot give: {reason}. See the README's 'Training containers'."
