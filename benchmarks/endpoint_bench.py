@@ -76,7 +76,7 @@ def bench_plan(stamp: str) -> RunPlan:
         endpoint_name=ENDPOINT_NAME,
         model_output_uri=f"s3://{BUCKET}/models/",
         capture_uri=f"s3://{BUCKET}/data_capture",
-        registry_key=f"registry/{ENDPOINT_NAME}.json",
+        model_package_group=ENDPOINT_NAME,
         params=validate(defaults()),
     )
 
@@ -94,7 +94,8 @@ def deploy(ctx: BenchContext, model_dir: Path) -> dict[str, Any]:
     key = f"models/bench/{archives.content_hash(files)[:16]}/model.tar.gz"
     ctx.s3.put_object(Bucket=BUCKET, Key=key, Body=archives.tar_gz(files))
     plan = bench_plan(datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    model_request = sagemaker_requests.model(plan, f"s3://{BUCKET}/{key}")
+    # The model the endpoint config names (a training run makes it from the approved version; here, the artifact).
+    model_request = sagemaker_requests.model(plan, f"s3://{BUCKET}/{key}") | {"ModelName": plan.serving_model_name}
     sagemaker.create_model(**model_request)
     sagemaker.create_endpoint_config(**sagemaker_requests.endpoint_config(plan))
     began = time.monotonic()
@@ -105,7 +106,7 @@ def deploy(ctx: BenchContext, model_dir: Path) -> dict[str, Any]:
     description = sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)
     deployed = {
         "endpoint_name": ENDPOINT_NAME,
-        "model_name": plan.name,
+        "model_name": plan.serving_model_name,
         "endpoint_config_name": plan.name,
         "deploy_seconds": round(time.monotonic() - began, 1),
         "data_capture": description.get("DataCaptureConfig", {}),

@@ -8,7 +8,7 @@ images, and turns the endpoint's captured traffic into a monitoring report (PNG 
 
 | Stage | Tasks |
 |---|---|
-| Plan | `plan`: the live model from the training DAG's registry (fails clearly if nothing is deployed yet) |
+| Plan | `plan`: the live version from the Model Registry (fails clearly if nothing is deployed yet) |
 | Deploy | `deploy_lambdas` → `deploy_state_machine`: created if missing, updated only when code or settings change |
 | Smoke | `pick_smoke_images` → `start_smoke_execution` (mapped) → `wait_for_smoke_executions` → `check_…` |
 | Monitor | `monitoring_report`: captures since the last report; an alert fails it after the upload |
@@ -37,24 +37,25 @@ SCHEDULE = AssetOrTimeSchedule(
 
 @task
 def plan(dag_run=None) -> dict:
-    """The live deployment (endpoint, threshold, test data) and the roles, from settings and the registry."""
+    """The live deployment (endpoint, threshold, test data): the Model Registry version behind the endpoint."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from include.scones import airflow_runtime
-    from include.scones.records import WorkflowPlan, read_deployment
+    from include.scones import airflow_runtime, registry
+    from include.scones.records import WorkflowPlan
 
     settings = airflow_runtime.settings()
-    deployment = read_deployment(airflow_runtime.s3_hook(), settings.bucket, settings.registry_key)
+    hook = airflow_runtime.sagemaker_hook()
+    deployment = registry.live_deployment(hook.conn, settings.endpoint_name)
     if deployment is None:
         missing = (
-            f"no deployed model: s3://{settings.bucket}/{settings.registry_key} is missing; run "
-            "scones_training_pipeline first"
+            f"no deployed model: endpoint {settings.endpoint_name} does not serve a version of the Model Registry "
+            f"group {settings.model_package_group}; run scones_training_pipeline first"
         )
         # The hourly schedule runs from the start; until a first deploy there is nothing to check or report on.
         if dag_run is not None and dag_run.run_type == "scheduled":
             raise AirflowSkipException(missing)
         raise AirflowFailException(missing)
-    account = airflow_runtime.sagemaker_hook().account_id
+    account = hook.account_id
     return WorkflowPlan(
         deployment=deployment,
         bucket=settings.bucket,

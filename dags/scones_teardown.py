@@ -6,12 +6,13 @@ Two modes, chosen with the Param **mode** (`choose_mode` runs one branch and ski
 - **all** (the default, what a trigger without the form does): deletes the inference workflow (state machine
   `scones-image-classification` and the three `scones-*` Lambdas), then the endpoint `scones-vehicle-classifier`
   (billed per hour on AWS), every endpoint config and model the training DAG created for it
-  (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`), and the deployment registry entry, so the next training run deploys from
-  scratch.
+  (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, `…-serving`), so the next training run deploys from scratch, and the Model
+  Registry's rejected and superseded versions beyond the newest `SCONES_REGISTRY_KEEP_LAST` (the group and those
+  versions stay: the record of what was trained and decided).
 - **prune**: the endpoint and the workflow keep running. Keeps the config the endpoint serves (and the one an
   update is deploying), the models it serves, and the newest **keep_last** other configs with their models
-  (rollback candidates); deletes every other endpoint config and model made for this endpoint. The task log
-  says what was kept and why.
+  (rollback candidates); deletes every other endpoint config and model made for this endpoint, and prunes the
+  registry as above (never the live version). The task log says what was kept and why.
 
 Data, model artifacts and monitoring reports in S3 are kept in both modes. Trigger it by hand; it never runs on
 a schedule, and not while a training run is deploying. Safe to run twice: the second run deletes nothing.
@@ -47,16 +48,15 @@ def choose_mode(params: dict | None = None) -> str:
 
 @task
 def delete_endpoint_and_models() -> dict:
-    """Endpoint first (and wait until it is gone), then configs, models and the registry entry."""
+    """Endpoint first (and wait until it is gone), then configs, models and old registry versions."""
     from include.scones import airflow_runtime, teardown
 
     settings = airflow_runtime.settings()
     return teardown.teardown(
         airflow_runtime.sagemaker_hook().conn,
-        airflow_runtime.s3_hook(),
         endpoint_name=settings.endpoint_name,
-        bucket=settings.bucket,
-        registry_key=settings.registry_key,
+        package_group=settings.model_package_group,
+        keep_versions=settings.registry_keep_last,
         poll_s=POLL_SECONDS,
     )
 
@@ -79,10 +79,13 @@ def prune_configs_and_models(params: dict | None = None) -> dict:
     """Keep the live config and models and the newest keep_last configs; delete the other configs and models."""
     from include.scones import airflow_runtime, teardown
 
+    settings = airflow_runtime.settings()
     return teardown.prune(
         airflow_runtime.sagemaker_hook().conn,
-        airflow_runtime.settings().endpoint_name,
+        settings.endpoint_name,
         keep_last=_params(params).keep_last,
+        package_group=settings.model_package_group,
+        keep_versions=settings.registry_keep_last,
     )
 
 

@@ -1,18 +1,24 @@
 """
-### Scones Unlimited: train, evaluate and deploy the delivery-vehicle classifier
+### Scones Unlimited: train, evaluate, register, approve and deploy the delivery-vehicle classifier
 
 Stages CIFAR-100's **bicycle** and **motorcycle** images in S3, trains a PyTorch CNN on SageMaker (script
-mode, `include/model/`), scores it on the test split with a batch transform, and deploys it behind the
-endpoint `scones-vehicle-classifier` (data capture on) only if it clears the accuracy floor and is not
-worse than the live model.
+mode, `include/model/`), scores it on the test split with a batch transform, and registers it as a version in
+the Model Registry group `scones-vehicle-classifier` (its evaluation as `ModelMetrics`). A version that clears
+the accuracy floor and is not worse than the champion (the version behind the endpoint) is approved, by the
+rules (`approval=auto`) or by a reviewer under **Browse → Required Actions** (`approval=manual`), and deployed
+behind the endpoint `scones-vehicle-classifier` (data capture on). Any other version is rejected, with the
+reason or the reviewer's note, and the champion keeps serving.
 
 | Stage | Tasks |
 |---|---|
 | Plan | `plan`: validate the Params, name every resource after the run |
 | ETL | `extract` (download, MD5-verified, cached) → `transform` (PNG + `.lst`) → `load` (S3); `package_code` |
 | Train | `build_training_job` → `train` (`SageMakerTrainingOperator`, logs streamed) |
-| Evaluate | `build_model_requests` → `create_model` → `batch_transform_test_split` → `evaluate` → `gate` |
-| Deploy | `create_endpoint_config` → `deploy_endpoint` (create, or blue/green update) → `record_deployment` |
+| Evaluate | `build_model_requests` → `create_model` → `batch_transform_test_split` → `evaluate` → |
+| | `build_registration` → `register_candidate` |
+| Approve | `gate` → (`review`, approval=manual) → `approve_version`, or else `reject_version` |
+| Deploy | `create_serving_model` (from the version) → `create_endpoint_config` → `deploy_endpoint` (create, or |
+| | blue/green update) → `record_deployment`; then `prune_registry` |
 
 Runs weekly (`SCONES_TRAINING_SCHEDULE`, only ticks after the DAG is unpaused: unpausing starts nothing) or
 from the UI with Params; every Param's bounds are shown in the trigger form. The same file runs on AWS and on the
@@ -21,6 +27,8 @@ local cloud: only the Airflow connection `aws_default` differs. `scones_teardown
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointConfigOperator,
     SageMakerEndpointOperator,
@@ -28,11 +36,13 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
 )
-from airflow.sdk import Asset, Param, TaskGroup, chain, dag, task
+from airflow.sdk import Asset, Param, TaskGroup, TriggerRule, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
+from include.scones.operators import RegisterModelVersionOperator, ReviewOperator
 from include.scones.params import PARAM_SCHEMAS
+from include.scones.review import ANSWER_KEY, NOTE_PARAM, NOTE_SCHEMA, REJECT
 from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
 
@@ -152,36 +162,87 @@ def evaluate(run_plan: dict, data_uri: str, training: dict) -> dict:
     ).to_xcom()
 
 
+@task(multiple_outputs=True)
+def build_registration(run_plan: dict, result: dict, training: dict) -> dict:
+    """The candidate's version: inference spec, evaluation.json as its metrics, its run and scores as metadata."""
+    from include.scones import sagemaker_requests
+    from include.scones.records import EvaluationResult, RunPlan
+
+    artifact = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
+    return sagemaker_requests.model_package(RunPlan.from_xcom(run_plan), EvaluationResult.from_xcom(result), artifact)
+
+
 @task.branch
-def gate(run_plan: dict, result: dict) -> str:
-    """Champion/challenger: deploy only above the floor and not worse than the model behind the endpoint."""
+def gate(run_plan: dict, result: dict, package_arn: str, ti=None) -> str | None:
+    """Champion/challenger on the version (the champion is the version behind the endpoint); then auto-approve,
+    ask a reviewer (approval=manual), or reject."""
+    from dataclasses import asdict
+
     from include.scones import airflow_runtime, training_steps
     from include.scones.records import EvaluationResult, RunPlan
 
-    decision = training_steps.decide_deployment(
+    outcome = training_steps.gate_candidate(
         airflow_runtime.s3_hook(),
         airflow_runtime.sagemaker_hook().conn,
         RunPlan.from_xcom(run_plan),
         EvaluationResult.from_xcom(result),
+        package_arn,
     )
-    return "create_endpoint_config" if decision.deploy else "keep_live_model"
+    ti.xcom_push(key="decision", value=asdict(outcome.decision))
+    for name, text in (outcome.review or {}).items():
+        ti.xcom_push(key=f"review_{name}", value=text)
+    return outcome.route
 
 
-@task
-def keep_live_model() -> None:
-    """The gate kept the current model; the reason is in the gate task's log."""
+@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+def approve_version(run_plan: dict, package_arn: str, ti=None) -> dict:
+    """Approved by the gate (approval=auto) or the reviewer, with their note; returns the serving model request.
+    A Reject in the review skips this task."""
+    from include.scones import airflow_runtime, training_steps
+    from include.scones.records import RunPlan
+
+    return training_steps.approve_version(
+        airflow_runtime.sagemaker_hook().conn,
+        RunPlan.from_xcom(run_plan),
+        package_arn,
+        ti.xcom_pull(task_ids="gate", key="decision")["reason"],
+        ti.xcom_pull(task_ids="review", key=ANSWER_KEY),  # None when approval=auto
+    )
+
+
+@task(trigger_rule=TriggerRule.ALL_SKIPPED)
+def reject_version(ti=None) -> str:
+    """Runs when approve_version was skipped: the gate's rules or the reviewer (or the review timeout) said no.
+    The version is Rejected with the reason or note; nothing is deployed and the champion keeps serving.
+    XComs are pulled here, not passed in: an argument would make this task wait for its producer, not the skip."""
+    from include.scones import airflow_runtime, training_steps
+    from include.scones.gate import Decision
+
+    return training_steps.reject_version(
+        airflow_runtime.sagemaker_hook().conn,
+        ti.xcom_pull(task_ids="register_candidate"),
+        Decision(**ti.xcom_pull(task_ids="gate", key="decision")),
+        ti.xcom_pull(task_ids="review", key=ANSWER_KEY),
+    )
 
 
 @task(outlets=[Asset(name=ENDPOINT_ASSET_NAME)])
-def record_deployment(run_plan: dict, result: dict) -> dict:
-    """Record the live model (the next gate's champion, the monitoring baseline) and publish the Asset."""
+def record_deployment(run_plan: dict, package_arn: str) -> dict:
+    """Check the endpoint serves this run's version (the champion from now on) and publish the Asset."""
     from include.scones import airflow_runtime, training_steps
-    from include.scones.records import EvaluationResult, RunPlan
+    from include.scones.records import RunPlan
 
-    record = training_steps.record_deployment(
-        airflow_runtime.s3_hook(), RunPlan.from_xcom(run_plan), EvaluationResult.from_xcom(result)
-    )
-    return record.to_xcom()
+    return training_steps.record_deployment(
+        airflow_runtime.sagemaker_hook().conn, RunPlan.from_xcom(run_plan), package_arn
+    ).to_xcom()
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+def prune_registry() -> list[str]:
+    """Delete rejected and superseded versions beyond the newest SCONES_REGISTRY_KEEP_LAST; never the live one."""
+    from include.scones import airflow_runtime, training_steps
+
+    return training_steps.prune_registry(airflow_runtime.sagemaker_hook().conn, airflow_runtime.settings())
 
 
 @dag(
@@ -211,7 +272,7 @@ def scones_training_pipeline() -> None:
             task_id="train", config=build_training_job(run_plan, data_uri, code_uri), print_log=True, **SAGEMAKER
         )
 
-    with TaskGroup(**stage("Evaluate", "Batch-transform the test split, score it, decide whether to deploy")):
+    with TaskGroup(**stage("Evaluate", "Batch-transform the test split, score it, register the version")):
         model_requests = build_model_requests(run_plan, data_uri, train.output)
         create_model = SageMakerModelOperator(
             task_id="create_model", config=model_requests["model"], aws_conn_id=AWS_CONN_ID
@@ -220,20 +281,45 @@ def scones_training_pipeline() -> None:
             task_id="batch_transform_test_split", config=model_requests["transform"], **SAGEMAKER
         )
         result = evaluate(run_plan, data_uri, train.output)
-        decision = gate(run_plan, result)
-        kept = keep_live_model()
+        registration = build_registration(run_plan, result, train.output)
+        register = RegisterModelVersionOperator(
+            task_id="register_candidate",
+            image_uri=registration["image_uri"],
+            model_url=registration["model_url"],
+            package_group_name=registration["package_group_name"],
+            package_desc=registration["package_desc"],
+            extras=registration["extras"],
+            aws_conn_id=AWS_CONN_ID,
+        )
 
-    with TaskGroup(**stage("Deploy", "Endpoint config with data capture, endpoint create or blue/green update")):
+    with TaskGroup(**stage("Approve", "The gate's rules, then a reviewer (approval=manual); approve or reject")):
+        decision = gate(run_plan, result, register.output)
+        review = ReviewOperator(
+            task_id="review",
+            subject=decision["review_subject"],
+            body=decision["review_body"],
+            params={NOTE_PARAM: Param(**NOTE_SCHEMA)},
+            defaults=REJECT,  # no answer in time: rejected, and the run still succeeds
+            response_timeout=timedelta(hours=PARSE_TIME.review_timeout_hours),
+        )
+        approved = approve_version(run_plan, register.output)
+        rejected = reject_version()
+
+    with TaskGroup(**stage("Deploy", "Model from the approved version, endpoint config with data capture, deploy")):
+        serving_model = SageMakerModelOperator(task_id="create_serving_model", config=approved, aws_conn_id=AWS_CONN_ID)
         endpoint_config = SageMakerEndpointConfigOperator(
             task_id="create_endpoint_config", config=model_requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
         )
         deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=model_requests["endpoint"], **SAGEMAKER)
-        recorded = record_deployment(run_plan, result)
+        recorded = record_deployment(run_plan, register.output)
+        pruned = prune_registry()
 
     chain(run_plan, archive)  # Params are validated before anything is downloaded
     chain(create_model, batch_transform, result)
-    chain(decision, [endpoint_config, kept])
-    chain(endpoint_config, deploy, recorded)
+    chain(decision, [review, approved])
+    chain(review, approved, rejected)
+    chain(serving_model, endpoint_config, deploy, recorded)
+    chain([recorded, rejected], pruned)
 
 
 scones_training_pipeline()

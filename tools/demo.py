@@ -20,9 +20,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from include.scones import registry  # noqa: E402
 from include.scones import settings as scones_settings  # noqa: E402
 from include.scones.monitoring.layout import LATEST, REPORT_HTML, SUMMARY_JSON, report_key  # noqa: E402
-from include.scones.records import DeploymentRecord  # noqa: E402
 from localcloud import launcher  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402
 from tools import airflow_local, load_generator  # noqa: E402
@@ -67,17 +67,19 @@ def summary(cfg: LocalCloudConfig, burst: dict) -> list[str]:
 
     settings = scones_settings.load()
     s3 = boto3.client("s3")
-    deployment = DeploymentRecord.from_json(
-        s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read()
-    )
-    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=settings.endpoint_name)
+    sagemaker = boto3.client("sagemaker")
+    deployment = registry.live_deployment(sagemaker, settings.endpoint_name)
+    if deployment is None:
+        raise SystemExit(f"endpoint {settings.endpoint_name} serves no version of the Model Registry")
+    endpoint = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
     report = json.loads(s3.get_object(Bucket=settings.bucket, Key=report_key(LATEST, SUMMARY_JSON))["Body"].read())
     local_copy = cfg.home / "reports" / REPORT_HTML
     local_copy.parent.mkdir(parents=True, exist_ok=True)
     s3.download_file(settings.bucket, report_key(LATEST, REPORT_HTML), str(local_copy))
     outcomes = burst["outcomes"]
     return [
-        f"endpoint          {settings.endpoint_name} ({endpoint['EndpointStatus']}, model {deployment.model_name})",
+        f"endpoint          {settings.endpoint_name} ({endpoint['EndpointStatus']}), version "
+        f"{deployment.version_label}",
         f"test accuracy     {deployment.accuracy:.4f}",
         f"at threshold {deployment.confidence_threshold}  {deployment.pass_share_at_threshold:.1%} of test images "
         f"pass, accuracy among them {deployment.accuracy_among_passed}",

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from include.scones import registry
 from include.scones import settings as scones_settings
-from include.scones.records import DeploymentRecord
 from include.scones.smoke import LOW_CONFIDENCE_ERROR, pick_smoke_images, wait_for_executions
 from include.scones.state_machine_deploy import STATE_MACHINE_NAME, execution_input, find_state_machine
 
@@ -83,8 +83,9 @@ def run(count: int, rate_per_s: float, timeout_s: float = 600) -> dict[str, Any]
 
     settings = scones_settings.load()
     s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
-    body = s3.get_object(Bucket=settings.bucket, Key=settings.registry_key)["Body"].read()
-    deployment = DeploymentRecord.from_json(body)
+    deployment = registry.live_deployment(boto3.client("sagemaker"), settings.endpoint_name)
+    if deployment is None:
+        raise SystemExit(f"endpoint {settings.endpoint_name} serves no version of the Model Registry")
     images = pick_smoke_images(_BotoS3Reader(s3), deployment.data_uri, 40)
     inputs = [execution_input(image["s3_bucket"], image["s3_key"]) for image in images]
     began = time.monotonic()

@@ -171,6 +171,17 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         minimum=0,
         maximum=1,
     ),  # fmt: skip
+    "approval": _choice(
+        "auto",
+        {
+            "auto": "auto: the gate's rules approve or reject the version",
+            "manual": "manual: after the rules pass, a person approves or rejects it (Browse → Required Actions)",
+        },
+        "Approval",
+        "How the registered version is approved before it is deployed. auto: the accuracy floor and the "
+        "comparison with the live model decide. manual: after those rules pass, a reviewer approves or rejects it "
+        "in the UI; no answer within the review timeout rejects it.",
+    ),  # fmt: skip
     "capture_percentage": _numeric(
         100,
         "integer",
@@ -205,6 +216,7 @@ class TrainingParams:
     max_runtime_seconds: int
     min_accuracy: float
     confidence_threshold: float
+    approval: str
     capture_percentage: int
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -3,19 +3,21 @@
 | Record | Written by | Read by |
 |---|---|---|
 | `RunPlan` | the training DAG's `plan` | every later task of that DAG |
-| `EvaluationResult` | `evaluate` | `gate`, `record_deployment` |
-| `DeploymentRecord` | `record_deployment`, to S3 `registry/<endpoint>.json` | the next gate, the workflow DAG, |
-| | | the monitoring report, `make demo`, the load generator |
+| `EvaluationResult` | `evaluate` | `register_candidate`, `gate`, the review |
+| `CandidateMetadata` | `register_candidate`, as the version's `CustomerMetadataProperties` | `DeploymentRecord` |
+| `DeploymentRecord` | read from the Model Registry: the version behind the endpoint (`registry.live_deployment`) | |
+| | the gate (champion), the workflow DAG, the monitoring report, `make demo`, the load generator | |
 | `WorkflowPlan` | the workflow DAG's `plan` | every later task of that DAG |
 
-XCom carries them as JSON-ready dicts (`to_xcom`, `from_xcom`), S3 as JSON text (`to_json`, `from_json`).
-Reading checks every field's type, so a renamed, missing or mistyped field fails where it is read, with its name,
-instead of as a `KeyError` deep inside the other DAG. A record read from S3 ignores fields it does not know, so a
-registry written by a newer version stays readable.
+XCom carries them as JSON-ready dicts (`to_xcom`, `from_xcom`), the registry as string properties
+(`to_properties`, `from_properties`). Reading checks every field's type, so a renamed, missing or mistyped field
+fails where it is read, with its name, instead of as a `KeyError` deep inside the other DAG. Metadata read from
+the registry ignores properties it does not know, so a version written by a newer release stays readable.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Self
 
@@ -54,12 +56,18 @@ class RunPlan(Record):
     endpoint_name: str
     model_output_uri: str  # s3://bucket/models/
     capture_uri: str
-    registry_key: str
+    model_package_group: str
     params: TrainingParams
 
     @property
     def transform_job_name(self) -> str:
         return f"{self.name}-eval"
+
+    @property
+    def serving_model_name(self) -> str:
+        """The model the endpoint serves, made from the approved version (the run's own model is the evaluated
+        artifact, which the batch transform scores)."""
+        return f"{self.name}-serving"
 
     def evaluation_output_uri(self, training_job_name: str) -> str:
         return f"{self.model_output_uri}{training_job_name}/evaluation/"
@@ -76,14 +84,58 @@ class EvaluationResult(Record):
     accuracy_among_passed: float | None  # None when no test image clears the threshold
 
 
-class DeploymentRecord(Record):
-    """The live model behind the endpoint: the next gate's champion and the monitoring report's baseline."""
+class CandidateMetadata(Record):
+    """What a registered version carries besides its metrics file: its run, data and scores. The registry stores
+    string properties: strings as they are, every other value as JSON."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_name: str
+    training_job_name: str
+    data_uri: str
+    evaluation_uri: str
+    classes: tuple[str, ...]
+    confidence_threshold: float
+    accuracy: float
+    pass_share_at_threshold: float
+    accuracy_among_passed: float | None
+
+    @classmethod
+    def of(cls, plan: RunPlan, result: EvaluationResult) -> CandidateMetadata:
+        return cls(
+            run_name=plan.name,
+            classes=plan.params.classes,
+            confidence_threshold=plan.params.confidence_threshold,
+            **result.model_dump(),
+        )
+
+    def to_properties(self) -> dict[str, str]:
+        return {
+            name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in self.model_dump(mode="json").items()
+        }
+
+    @classmethod
+    def from_properties(cls, properties: dict[str, str]) -> Self:
+        strings = {name for name, field in cls.model_fields.items() if field.annotation is str}
+        values = {
+            name: value if name in strings else json.loads(value)
+            for name, value in properties.items()
+            if name in cls.model_fields
+        }
+        return cls.model_validate(values)
+
+
+class DeploymentRecord(Record):
+    """The live model: the registered version behind the endpoint. The next gate's champion and the monitoring
+    report's baseline."""
 
     endpoint_name: str
     endpoint_config_name: str
     model_name: str
+    model_package_arn: str
+    model_package_version: int
+    run_name: str
     training_job_name: str
     accuracy: float
     pass_share_at_threshold: float
@@ -94,22 +146,10 @@ class DeploymentRecord(Record):
     confidence_threshold: float
     deployed_at: datetime
 
-    @classmethod
-    def of(cls, plan: RunPlan, result: EvaluationResult, deployed_at: datetime) -> DeploymentRecord:
-        return cls(
-            endpoint_name=plan.endpoint_name,
-            endpoint_config_name=plan.name,
-            model_name=plan.name,
-            training_job_name=result.training_job_name,
-            accuracy=result.accuracy,
-            pass_share_at_threshold=result.pass_share_at_threshold,
-            accuracy_among_passed=result.accuracy_among_passed,
-            evaluation_uri=result.evaluation_uri,
-            data_uri=result.data_uri,
-            classes=plan.params.classes,
-            confidence_threshold=plan.params.confidence_threshold,
-            deployed_at=deployed_at,
-        )
+    @property
+    def version_label(self) -> str:
+        """`v3 (scones-20261201-101500-1a2b3c4d)`: how logs and the review name a version."""
+        return f"v{self.model_package_version} ({self.run_name})"
 
 
 class WorkflowPlan(Record):
@@ -120,10 +160,3 @@ class WorkflowPlan(Record):
     bucket: str
     lambda_role_arn: str
     states_role_arn: str
-
-
-def read_deployment(hook: Any, bucket: str, key: str) -> DeploymentRecord | None:
-    """The registry entry through an S3Hook, or None when nothing was ever deployed."""
-    if not hook.check_for_key(key, bucket_name=bucket):
-        return None
-    return DeploymentRecord.from_json(hook.read_key(key, bucket_name=bucket))

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from include.scones.records import RunPlan
+from include.scones.records import CandidateMetadata, EvaluationResult, RunPlan
 
 PROJECT_TAG = {"Key": "project", "Value": "scones-unlimited"}
 ENDPOINT_TAG_KEY = "scones:endpoint"  # which endpoint a model or config was made for (teardown reads it)
@@ -77,21 +77,64 @@ def training_job(plan: RunPlan, data_uri: str, code_uri: str) -> dict[str, Any]:
     }
 
 
+def inference_container(plan: RunPlan, model_data_url: str) -> dict[str, Any]:
+    """The container serving `code/inference.py` from inside model.tar.gz (the PyTorch ≥ 1.2 layout)."""
+    return {
+        "Image": plan.inference_image,
+        "ModelDataUrl": model_data_url,
+        "Environment": {
+            "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_REGION": plan.region,
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        },
+    }
+
+
 def model(plan: RunPlan, model_data_url: str) -> dict[str, Any]:
-    """CreateModel serving `code/inference.py` from inside model.tar.gz (the PyTorch ≥ 1.2 layout)."""
+    """CreateModel for the evaluated artifact, which the batch transform scores."""
     return {
         "ModelName": plan.name,
         "ExecutionRoleArn": plan.role_arn,
-        "PrimaryContainer": {
-            "Image": plan.inference_image,
-            "ModelDataUrl": model_data_url,
-            "Environment": {
-                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
-                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                "SAGEMAKER_REGION": plan.region,
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "PrimaryContainer": inference_container(plan, model_data_url),
+        "Tags": _endpoint_tags(plan),
+    }
+
+
+def model_package(plan: RunPlan, result: EvaluationResult, model_data_url: str) -> dict[str, Any]:
+    """The candidate's version in the Model Registry, as the provider's register operator takes it: its own
+    arguments, and `extras`, which replace whole members of its CreateModelPackage request (its hard-coded
+    text/csv content types among them). The run name is the ClientToken, so a retried task registers once."""
+    container = inference_container(plan, model_data_url)
+    instance_types = [plan.params.inference_instance_type]
+    return {
+        "image_uri": container["Image"],
+        "model_url": model_data_url,
+        "package_group_name": plan.model_package_group,
+        "package_desc": f"{', '.join(plan.params.classes)} classifier from training job {result.training_job_name}",
+        "extras": {
+            "ClientToken": plan.name,
+            "InferenceSpecification": {
+                "Containers": [container],
+                "SupportedContentTypes": ["image/png"],
+                "SupportedResponseMIMETypes": ["application/json"],
+                "SupportedRealtimeInferenceInstanceTypes": instance_types,
+                "SupportedTransformInstanceTypes": instance_types,
             },
+            "ModelMetrics": {
+                "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": result.evaluation_uri}}
+            },
+            "CustomerMetadataProperties": CandidateMetadata.of(plan, result).to_properties(),
         },
+    }
+
+
+def serving_model(plan: RunPlan, package_arn: str) -> dict[str, Any]:
+    """CreateModel from the approved version: image, model data and environment come from the registry."""
+    return {
+        "ModelName": plan.serving_model_name,
+        "ExecutionRoleArn": plan.role_arn,
+        "PrimaryContainer": {"ModelPackageName": package_arn},
         "Tags": _endpoint_tags(plan),
     }
 
@@ -127,7 +170,7 @@ def endpoint_config(plan: RunPlan) -> dict[str, Any]:
         "ProductionVariants": [
             {
                 "VariantName": VARIANT_NAME,
-                "ModelName": plan.name,
+                "ModelName": plan.serving_model_name,
                 "InitialInstanceCount": 1,
                 "InstanceType": params.inference_instance_type,
                 "InitialVariantWeight": 1.0,

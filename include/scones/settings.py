@@ -73,8 +73,11 @@ class Settings(_Model):
     model_prefix: str = "models"
     code_prefix: str = "code"
     capture_prefix: str = "data_capture"
-    registry_prefix: str = "registry"
     endpoint_name: str = "scones-vehicle-classifier"
+    # The Model Registry group every evaluated candidate is registered in (one version per training run), and how
+    # many of its newest versions pruning keeps besides the live one (include/scones/registry.py).
+    model_package_group: str = "scones-vehicle-classifier"
+    registry_keep_last: int = Field(5, ge=1)
     # A role name (resolved against the caller's account) or a full role ARN.
     sagemaker_role: str = "scones-sagemaker-execution"
     # Empty means "the AWS Deep Learning Container for the connection's region" (see include/scones/images.py).
@@ -96,11 +99,6 @@ class Settings(_Model):
     def capture_uri(self) -> str:
         return f"s3://{self.bucket}/{self.capture_prefix}"
 
-    @property
-    def registry_key(self) -> str:
-        """The deployment registry entry: the live model, its accuracy and evaluation (gate and monitoring)."""
-        return f"{self.registry_prefix}/{self.endpoint_name}.json"
-
     def role_arn(self, account_id: str, role: str | None = None) -> str:
         """A role setting (name or ARN) as an ARN; the SageMaker execution role by default."""
         role = self.sagemaker_role if role is None else role
@@ -116,6 +114,8 @@ class ParseTimeSettings(_Model):
     poll_seconds: int = Field(30, ge=1)
     training_schedule: str = "@weekly"
     workflow_schedule: str = "@hourly"
+    # approval=manual: how long the review waits for a person; then the version is rejected (the run succeeds).
+    review_timeout_hours: float = Field(24.0, gt=0)
 
 
 VARIABLE_NAMES = Settings.variable_names()

@@ -1,9 +1,11 @@
 """Delete what the training DAG pays for: the endpoint (billed per hour), then the endpoint configs and models
-it created (free, but clutter), and the registry entry. Training data, artifacts and reports in S3 stay;
-training and transform jobs cannot be deleted in SageMaker.
+it created (free, but clutter), and the Model Registry's rejected and superseded versions beyond the newest
+SCONES_REGISTRY_KEEP_LAST (the group and those versions stay, as the history of what was trained and decided).
+Training data, artifacts and reports in S3 stay; training and transform jobs cannot be deleted in SageMaker.
 
-Only resources named like a run id (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`) AND tagged for this endpoint
-(`scones:endpoint`, set by the training DAG) are touched, so another deployment in the account is left alone.
+Only resources named like a run id (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, and `...-serving` for the model made from
+the approved version) AND tagged for this endpoint (`scones:endpoint`, set by the training DAG) are touched, so
+another deployment in the account is left alone.
 Do not run it while a training run is deploying: that run's new config would be deleted under it.
 
 `prune` is the gentler mode: the endpoint stays, and so do the config it serves (and the one an update is
@@ -20,17 +22,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from include.scones import registry
 from include.scones.params import allowed_range, checked_values
 from include.scones.sagemaker_requests import ENDPOINT_TAG_KEY, PROJECT_TAG
 from include.scones.state_machine_deploy import find_state_machine
 
 log = logging.getLogger(__name__)
 
-RUN_NAME = re.compile(r"^scones-\d{8}-\d{6}-[0-9a-f]{8}$")
+RUN_NAME = re.compile(r"^scones-\d{8}-\d{6}-[0-9a-f]{8}(-serving)?$")
 
 # --- the teardown DAG's Params ---------------------------------------------------------------------------------
 MODES = {
-    "all": "all: the workflow, the endpoint, every run's endpoint config and model, the registry entry",
+    "all": "all: the workflow, the endpoint, every run's endpoint config and model, old registry versions",
     "prune": "prune: keep the live endpoint; delete the endpoint configs and models nothing serves",
 }
 KEEP_LAST_BOUNDS = {"minimum": 0, "maximum": 100}
@@ -144,10 +147,10 @@ def wait_until_deleted(client: Any, endpoint_name: str, timeout_s: float, poll_s
 
 
 # --- mode all ---------------------------------------------------------------------------------------------------
-def teardown(sagemaker_client: Any, s3_hook: Any, endpoint_name: str, bucket: str, registry_key: str,
+def teardown(sagemaker_client: Any, endpoint_name: str, package_group: str, keep_versions: int,
              timeout_s: float = 900, poll_s: float = 15) -> dict[str, list[str]]:  # fmt: skip
     """Idempotent: a second call finds nothing and deletes nothing."""
-    deleted: dict[str, list[str]] = {"endpoints": [], "endpoint_configs": [], "models": [], "registry": []}
+    deleted: dict[str, list[str]] = {"endpoints": [], "endpoint_configs": [], "models": [], "model_packages": []}
     try:
         sagemaker_client.delete_endpoint(EndpointName=endpoint_name)
         deleted["endpoints"].append(endpoint_name)
@@ -163,9 +166,7 @@ def teardown(sagemaker_client: Any, s3_hook: Any, endpoint_name: str, bucket: st
         _names(sagemaker_client, config_pages, "EndpointConfigs", "EndpointConfig", endpoint_name),
         _names(sagemaker_client, model_pages, "Models", "Model", endpoint_name),
     )
-    if s3_hook.check_for_bucket(bucket) and s3_hook.check_for_key(registry_key, bucket_name=bucket):
-        s3_hook.delete_objects(bucket=bucket, keys=[registry_key])
-        deleted["registry"].append(f"s3://{bucket}/{registry_key}")
+    deleted["model_packages"] = registry.prune(sagemaker_client, package_group, endpoint_name, keep_versions)
     log.info("deleted %s", {kind: len(names) for kind, names in deleted.items()})
     return deleted
 
@@ -324,9 +325,12 @@ def list_models(client: Any) -> list[Resource]:
     ]
 
 
-def prune(sagemaker_client: Any, endpoint_name: str, keep_last: int) -> dict[str, Any]:
+def prune(
+    sagemaker_client: Any, endpoint_name: str, keep_last: int, package_group: str, keep_versions: int
+) -> dict[str, Any]:
     """Carry out `plan_prune` for the endpoint as it is now: configs first (so no remaining config names a
-    deleted model), then models. Idempotent: a second call keeps the same and deletes nothing."""
+    deleted model), then models; then the registry's old versions (`registry.prune`). Idempotent: a second call
+    keeps the same and deletes nothing."""
     live = describe_live(sagemaker_client, endpoint_name)
     if live.config is None:
         log.info("endpoint %s does not exist: no config is live, only the newest %d are kept", endpoint_name, keep_last)
@@ -345,7 +349,12 @@ def prune(sagemaker_client: Any, endpoint_name: str, keep_last: int) -> dict[str
         endpoint_name, len(plan.keep_configs), len(plan.keep_models),
         len(deleted["endpoint_configs"]), len(deleted["models"]),
     )  # fmt: skip
-    return deleted | {"kept_endpoint_configs": plan.keep_configs, "kept_models": plan.keep_models}
+    packages = registry.prune(sagemaker_client, package_group, endpoint_name, keep_versions)
+    return deleted | {
+        "model_packages": packages,
+        "kept_endpoint_configs": plan.keep_configs,
+        "kept_models": plan.keep_models,
+    }
 
 
 # --- the workflow -------------------------------------------------------------------------------------------------

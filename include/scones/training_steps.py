@@ -10,13 +10,14 @@ import json
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from include.scones import archives, evaluation, gate, images, params, s3_sync
+from include.scones import archives, evaluation, gate, images, params, registry, review, s3_sync, sagemaker_requests
 from include.scones.manifests import read_split
-from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan, read_deployment
+from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan
 from include.scones.sagemaker_requests import run_name
 from include.scones.settings import Settings
 
@@ -44,7 +45,7 @@ def plan_run(
         endpoint_name=settings.endpoint_name,
         model_output_uri=f"s3://{settings.bucket}/{settings.model_prefix}/",
         capture_uri=settings.capture_uri,
-        registry_key=settings.registry_key,
+        model_package_group=settings.model_package_group,
         params=validated,
     )
 
@@ -107,28 +108,90 @@ def evaluate_model(hook: Any, plan: RunPlan, data_uri: str, training: Mapping[st
     )
 
 
-# --- GATE -------------------------------------------------------------------------------------------------
-def describe_endpoint(sagemaker_client: Any, name: str) -> dict[str, Any] | None:
-    try:
-        return sagemaker_client.describe_endpoint(EndpointName=name)
-    except sagemaker_client.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] == "ValidationException":  # how SageMaker says "no such endpoint"
-            return None
-        raise
+# --- GATE AND REVIEW ------------------------------------------------------------------------------------
+APPROVE_TASK, REVIEW_TASK = "approve_version", "review"  # where the gate sends a version that passed its rules
 
 
-def decide_deployment(s3_hook: Any, sagemaker_client: Any, plan: RunPlan, result: EvaluationResult) -> gate.Decision:
-    registry = read_deployment(s3_hook, plan.bucket, plan.registry_key)
-    champion = gate.live_champion(registry, describe_endpoint(sagemaker_client, plan.endpoint_name))
+@dataclass(frozen=True)
+class GateOutcome:
+    """The gate's rules on a registered version, and where the run goes: `approve_version` (approval=auto),
+    `review` (approval=manual, with the request the reviewer reads), or nowhere (rejected by the rules)."""
+
+    decision: gate.Decision
+    route: str | None
+    review: dict[str, str] | None = None
+
+
+def version_number(package_arn: str) -> int:
+    return int(package_arn.rsplit("/", 1)[1])
+
+
+def _read_json(hook: Any, uri: str) -> dict[str, Any] | None:
+    bucket, key = hook.parse_s3_url(uri)
+    if not hook.check_for_key(key, bucket_name=bucket):
+        return None
+    return dict(json.loads(hook.read_key(key, bucket_name=bucket)))
+
+
+def gate_candidate(
+    s3_hook: Any, sagemaker_client: Any, plan: RunPlan, result: EvaluationResult, package_arn: str
+) -> GateOutcome:
+    """Champion/challenger on the version: the champion is the version the endpoint serves (registry.py)."""
+    champion = registry.live_deployment(sagemaker_client, plan.endpoint_name)
     decision = gate.decide(result.accuracy, plan.params.min_accuracy, champion)
     log.info(decision.reason)
-    return decision
+    if not decision.deploy:
+        return GateOutcome(decision, None)
+    if plan.params.approval == "auto":
+        return GateOutcome(decision, APPROVE_TASK)
+    metrics = _read_json(s3_hook, result.evaluation_uri) or {}
+    champion_metrics = _read_json(s3_hook, champion.evaluation_uri) if champion else None
+    request = review.request(
+        version_number(package_arn), result, metrics, champion, champion_metrics, decision.reason, plan.endpoint_name
+    )
+    return GateOutcome(decision, REVIEW_TASK, request)
+
+
+def approve_version(
+    sagemaker_client: Any, plan: RunPlan, package_arn: str, reason: str, answer: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Mark the version Approved (by the gate's rules, or by the reviewer with their note); returns the
+    CreateModel request that serves it."""
+    if answer is None:
+        registry.settle(sagemaker_client, package_arn, registry.APPROVED, f"Approved by the gate: {reason}", "gate")
+    else:
+        verdict = review.verdict(answer)
+        if not verdict.approved:  # ApprovalOperator skips this task on Reject; anything else is a bug
+            raise ValueError(f"the review did not approve {package_arn}: {answer}")
+        registry.settle(sagemaker_client, package_arn, registry.APPROVED, verdict.description(), verdict.reviewer)
+    return sagemaker_requests.serving_model(plan, package_arn)
+
+
+def reject_version(
+    sagemaker_client: Any, package_arn: str, decision: gate.Decision, answer: dict[str, Any] | None
+) -> str:
+    """Mark the version Rejected: by the gate's rules, or by the reviewer (or the review timeout) with the note."""
+    if not decision.deploy:
+        description, reviewer = f"Rejected by the gate: {decision.reason}", "gate"
+    else:
+        verdict = review.verdict(answer)
+        description, reviewer = verdict.description(), verdict.reviewer
+    registry.settle(sagemaker_client, package_arn, registry.REJECTED, description, reviewer)
+    return description
 
 
 # --- DEPLOY -----------------------------------------------------------------------------------------------
-def record_deployment(hook: Any, plan: RunPlan, result: EvaluationResult) -> DeploymentRecord:
-    """Write the registry entry the next run's gate and the monitoring report read."""
-    record = DeploymentRecord.of(plan, result, deployed_at=datetime.now(UTC).replace(microsecond=0))
-    hook.load_string(record.to_json(), key=plan.registry_key, bucket_name=plan.bucket, replace=True)
-    log.info("endpoint %s now serves %s (accuracy %.4f)", plan.endpoint_name, plan.name, result.accuracy)
-    return record
+def record_deployment(sagemaker_client: Any, plan: RunPlan, package_arn: str) -> DeploymentRecord:
+    """The live deployment as the registry now tells it; it must be this run's version."""
+    live = registry.live_deployment(sagemaker_client, plan.endpoint_name)
+    if live is None or live.model_package_arn != package_arn:
+        found = live.model_package_arn if live else "nothing"
+        raise RuntimeError(f"endpoint {plan.endpoint_name} should serve {package_arn} after the deploy, not {found}")
+    log.info("endpoint %s now serves %s (accuracy %.4f)", plan.endpoint_name, live.version_label, live.accuracy)
+    return live
+
+
+def prune_registry(sagemaker_client: Any, settings: Settings) -> list[str]:
+    return registry.prune(
+        sagemaker_client, settings.model_package_group, settings.endpoint_name, settings.registry_keep_last
+    )

@@ -85,13 +85,33 @@ def test_the_schedule_survives_serialization_and_starts_no_past_tick(dagbag, dag
 
 def test_every_task_sits_in_a_stage(dagbag) -> None:
     for dag_id, stages in {
-        "scones_training_pipeline": {"Plan", "ETL", "Train", "Evaluate", "Deploy"},
+        "scones_training_pipeline": {"Plan", "ETL", "Train", "Evaluate", "Approve", "Deploy"},
         "scones_inference_workflow": {"Plan", "Deploy", "Smoke", "Monitor"},
     }.items():
         dag = dagbag.dags[dag_id]
         groups = {task.task_group.group_id for task in dag.tasks}
         assert groups == stages, dag_id
         assert all("." not in task.task_id for task in dag.tasks)  # ids stay unprefixed
+
+
+def test_the_approval_paths_are_wired_as_the_readme_draws_them(dagbag) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from include.scones.params import PARAM_SCHEMAS
+
+    dag = dagbag.dags["scones_training_pipeline"]
+    review, approve, reject = (dag.get_task(t) for t in ("review", "approve_version", "reject_version"))
+    # The gate chooses approve_version (auto) or review (manual); a Reject skips approve_version ...
+    assert isinstance(review, ApprovalOperator) and review.defaults == ["Reject"]
+    assert review.response_timeout is not None and review.response_timeout.total_seconds() == 24 * 3600
+    assert set(review.params) == {"note"}  # only the reviewer's form field, not the DAG's Params
+    assert {"gate", "review"} <= approve.upstream_task_ids and approve.trigger_rule == "none_failed_min_one_success"
+    # ... and reject_version runs exactly when approve_version was skipped: nothing else may hold it back
+    assert reject.upstream_task_ids == {"approve_version"} and reject.trigger_rule == "all_skipped"
+    assert dag.get_task("create_serving_model").upstream_task_ids == {"approve_version"}
+    assert dag.get_task("prune_registry").upstream_task_ids == {"record_deployment", "reject_version"}
+    assert PARAM_SCHEMAS["approval"]["enum"] == ["auto", "manual"] and PARAM_SCHEMAS["approval"]["default"] == "auto"
+    assert dag.params["approval"] == "auto"
 
 
 BROKEN_DAGS = {

@@ -13,17 +13,14 @@ from include.scones import airflow_runtime
 from include.scones.settings import load
 from tests.dags import integrity
 from tests.dags.test_dag_integrity import DAGS
-
-
-class EmptyBucket:
-    def check_for_key(self, key: str, bucket_name: str) -> bool:
-        return False
+from tests.scones.helpers import FakeRegistry
 
 
 @pytest.fixture
 def plan_callable(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(airflow_runtime, "settings", lambda: load(variables=lambda name: None))
-    monkeypatch.setattr(airflow_runtime, "s3_hook", EmptyBucket)
+    # No endpoint yet: DescribeEndpoint answers ValidationException, as SageMaker does
+    monkeypatch.setattr(airflow_runtime, "sagemaker_hook", lambda: SimpleNamespace(conn=FakeRegistry()))
     dag = integrity.load(DAGS).dags["scones_inference_workflow"]
     return dag.get_task("plan").python_callable
 
@@ -31,7 +28,8 @@ def plan_callable(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.mark.parametrize(("run_type", "raised"), [("scheduled", AirflowSkipException), ("manual", AirflowFailException),
                                                   ("asset_triggered", AirflowFailException)])  # fmt: skip
 def test_nothing_deployed_yet(plan_callable: Any, run_type: str, raised: type[Exception]) -> None:
-    with pytest.raises(raised, match="no deployed model: s3://.*/registry/.* is missing; run scones_training_pipeline"):
+    expected = "no deployed model: endpoint scones-vehicle-classifier does not serve a version of the Model Registry"
+    with pytest.raises(raised, match=f"{expected} group scones-vehicle-classifier; run scones_training_pipeline"):
         plan_callable(dag_run=SimpleNamespace(run_type=run_type))
 
 

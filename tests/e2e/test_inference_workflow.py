@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from include.scones import registry
 from include.scones.lambda_deploy import FUNCTIONS
 from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.e2e.test_training_pipeline import BUCKET, ENDPOINT, _json, _keys, _run, _states
@@ -50,7 +51,8 @@ def test_workflow_deploys_runs_and_reports(
     # Given a model deployed by the training DAG
     trained = _run("scones_training_pipeline", {"epochs": 8, "min_accuracy": 0.6})
     assert str(trained.state) == "success", _states(trained)
-    registry = _json(s3, f"registry/{ENDPOINT}.json")
+    live = registry.live_deployment(local_cloud.client("sagemaker"), ENDPOINT)
+    assert live is not None
 
     # When the workflow DAG runs (alert limits out of reach: an 8-epoch model is often unsure)
     monkeypatch.setenv("SCONES_ALERT_LOW_CONFIDENCE_SHARE", "1")
@@ -79,14 +81,14 @@ def test_workflow_deploys_runs_and_reports(
         assert outcome["status"] == ("SUCCEEDED" if outcome["confidence"] >= THRESHOLD else "LOW_CONFIDENCE")
 
     # A confident and a low-confidence image, chosen from the evaluation's own predictions
-    evaluation_prefix = registry["evaluation_uri"].removeprefix(f"s3://{BUCKET}/").rsplit("/output/", 1)[0]
+    evaluation_prefix = live.evaluation_uri.removeprefix(f"s3://{BUCKET}/").rsplit("/output/", 1)[0]
     predictions = {
         key.rsplit("/", 1)[1].removesuffix(".out"): json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         for key in _keys(s3, f"{evaluation_prefix}/evaluation/predictions/")
     }
     confident = next(name for name, p in sorted(predictions.items()) if max(p) >= THRESHOLD)
     doubtful = next(name for name, p in sorted(predictions.items()) if max(p) < THRESHOLD)
-    images = registry["data_uri"].removeprefix(f"s3://{BUCKET}/") + "test/images/"
+    images = live.data_uri.removeprefix(f"s3://{BUCKET}/") + "test/images/"
 
     ok = _execute(sfn, machine_arn, images + confident)
     assert ok["status"] == "SUCCEEDED"

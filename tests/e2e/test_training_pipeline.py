@@ -1,8 +1,10 @@
 """The training DAG end to end on the local cloud: real HTTP download of a CIFAR-format mirror, real S3
 (MiniStack), real training, batch transform and hosting (local SageMaker), run through dag.test().
 
-Three runs show every path: a first deploy (create), a challenger the gate rejects (floor), and a retrain that
-replaces the live model (blue/green update). Then the teardown DAG removes what costs money."""
+Three runs show every automatic path (approval=auto): a first deploy (create), a challenger the gate rejects
+(floor), and a retrain that replaces the live version (blue/green update), each a version in the Model Registry.
+Then the registry is pruned and the teardown DAG removes what costs money. The human approval path runs against
+a real scheduler and API server in tests/ui/test_approval.py."""
 
 from __future__ import annotations
 
@@ -12,15 +14,16 @@ import time
 from typing import Any
 
 import pytest
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from include.scones import registry
 from include.scones.manifests import parse_lst
-from include.scones.records import DeploymentRecord, RunPlan, read_deployment
+from include.scones.records import DeploymentRecord, RunPlan
 from tests.localcloud.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINT = "scones-vehicle-classifier"
+GROUP = "scones-vehicle-classifier"
 BUCKET = "scones-e2e"
 # Short training keeps the test quick; the quality bar is measured by `make bench`, not here.
 FAST = {"epochs": 8, "min_accuracy": 0.6}
@@ -48,14 +51,20 @@ def _keys(s3: Any, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
+def _version(run: Any, sagemaker: Any) -> dict[str, Any]:
+    arn = run.get_task_instance("register_candidate").xcom_pull(task_ids="register_candidate")
+    return dict(sagemaker.describe_model_package(ModelPackageName=arn))
+
+
 def test_training_pipeline_deploys_gates_updates_and_tears_down(
-    scones_env: dict, airflow_db: None, s3: Any, sagemaker: Any, runtime: Any, local_cloud: Any
+    scones_env: dict, airflow_db: None, s3: Any, sagemaker: Any, runtime: Any, local_cloud: Any, monkeypatch: Any
 ) -> None:
     # --- run 1: first deploy -------------------------------------------------------------------------------
     first = _run("scones_training_pipeline", FAST)
     states = _states(first)
     assert str(first.state) == "success", states
-    assert states["keep_live_model"] == "skipped" and states["record_deployment"] == "success"
+    assert states["review"] == "skipped" and states["approve_version"] == "success"  # approval=auto
+    assert states["reject_version"] == "skipped" and states["record_deployment"] == "success"
 
     plan = first.get_task_instance("plan").xcom_pull(task_ids="plan")
     data_uri = first.get_task_instance("load").xcom_pull(task_ids="load")
@@ -78,16 +87,34 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == plan["name"]
     capture = endpoint["DataCaptureConfig"]
     assert capture["EnableCapture"] and capture["CurrentSamplingPercentage"] == 100
-    registry = _json(s3, f"registry/{ENDPOINT}.json")
-    assert registry["accuracy"] == evaluation["accuracy"] and registry["endpoint_config_name"] == plan["name"]
-    # What the training DAG wrote is what the workflow DAG reads: the same S3 object through the same record type
-    # (include/scones/records.py), as the workflow's `plan` task reads it; and the threshold is the Param's, the
-    # one value train.py was given, the evaluation used and the filter Lambda will get.
-    deployment = read_deployment(S3Hook(aws_conn_id="aws_default"), BUCKET, f"registry/{ENDPOINT}.json")
+    # The candidate is a version of the group, approved by the gate's rules, with its evaluation as its metrics
+    version = _version(first, sagemaker)
+    assert version["ModelPackageGroupName"] == GROUP and version["ModelApprovalStatus"] == "Approved"
+    assert version["ApprovalDescription"].startswith("Approved by the gate: deploying: accuracy")
+    assert version["CustomerMetadataProperties"][registry.REVIEWER_PROPERTY] == "gate"
+    statistics = version["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics == {
+        "ContentType": "application/json",
+        "S3Uri": f"s3://{BUCKET}/" + artifact_key.rsplit("/", 1)[0] + "/evaluation.json",
+    }
+    inference = version["InferenceSpecification"]
+    assert inference["SupportedContentTypes"] == ["image/png"]  # extras replaced the provider's text/csv
+    assert inference["Containers"][0]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    # ... and the endpoint serves a model made from that version
+    served_model = sagemaker.describe_endpoint_config(EndpointConfigName=plan["name"])["ProductionVariants"][0]
+    assert served_model["ModelName"] == f"{plan['name']}-serving"
+    model = sagemaker.describe_model(ModelName=served_model["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == version["ModelPackageArn"]
+    # The champion is that version, read from the registry through the typed record, as the workflow's `plan`
+    # task reads it; and the threshold is the Param's, the one value train.py was given, the evaluation used and
+    # the filter Lambda will get.
+    deployment = registry.live_deployment(sagemaker, ENDPOINT)
     recorded = first.get_task_instance("record_deployment").xcom_pull(task_ids="record_deployment")
     assert deployment == DeploymentRecord.from_xcom(recorded)
     run_plan = RunPlan.from_xcom(plan)
     assert deployment is not None and deployment.endpoint_config_name == run_plan.name
+    assert deployment.model_package_arn == version["ModelPackageArn"]
+    assert deployment.accuracy == evaluation["accuracy"] and deployment.run_name == run_plan.name
     assert deployment.confidence_threshold == evaluation["threshold"] == run_plan.params.confidence_threshold
     assert json.loads(job["HyperParameters"]["confidence_threshold"]) == deployment.confidence_threshold
 
@@ -138,20 +165,37 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     second = _run("scones_training_pipeline", FAST | {"min_accuracy": 1.0})
     states = _states(second)
     assert str(second.state) == "success", states
-    assert states["keep_live_model"] == "success"
-    assert {states[t] for t in ("create_endpoint_config", "deploy_endpoint", "record_deployment")} == {"skipped"}
+    assert states["reject_version"] == "success" and states["approve_version"] == "skipped"
+    deploy_tasks = ("create_serving_model", "create_endpoint_config", "deploy_endpoint", "record_deployment")
+    assert {states[t] for t in deploy_tasks} == {"skipped"}
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == plan["name"]
+    rejected = _version(second, sagemaker)
+    assert rejected["ModelApprovalStatus"] == "Rejected"
+    assert rejected["ApprovalDescription"].startswith("Rejected by the gate: not deploying: accuracy")
+    assert registry.live_deployment(sagemaker, ENDPOINT) == deployment  # the champion is unchanged
 
     # --- run 3: same recipe as run 1 (seeded, so equal accuracy) replaces the live model -----------------
+    # Keeping one version, its prune_registry deletes run 1's (superseded) and run 2's (rejected) versions.
     time.sleep(1)
+    monkeypatch.setenv("SCONES_REGISTRY_KEEP_LAST", "1")
     third = _run("scones_training_pipeline", FAST)
+    monkeypatch.delenv("SCONES_REGISTRY_KEEP_LAST")
     assert str(third.state) == "success", _states(third)
     third_plan = third.get_task_instance("plan").xcom_pull(task_ids="plan")
     assert _states(third)["record_deployment"] == "success"
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == third_plan["name"]
     assert len(sagemaker.list_endpoints(NameContains=ENDPOINT)["Endpoints"]) == 1
-    assert _json(s3, f"registry/{ENDPOINT}.json")["endpoint_config_name"] == third_plan["name"]
+    live = registry.live_deployment(sagemaker, ENDPOINT)
+    assert (
+        live is not None
+        and live.run_name == third_plan["name"]
+        and live.model_package_version > version["ModelPackageVersion"]
+    )
+    pruned = set(third.get_task_instance("prune_registry").xcom_pull(task_ids="prune_registry"))
+    assert {version["ModelPackageArn"], rejected["ModelPackageArn"]} <= pruned
+    remaining = {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}
+    assert live.model_package_arn in remaining and not remaining & pruned
     # Unchanged code and data were reused, not uploaded again.
     assert third.get_task_instance("package_code").xcom_pull(task_ids="package_code") == first.get_task_instance(
         "package_code"
@@ -163,7 +207,7 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert sagemaker.list_endpoints(NameContains=ENDPOINT)["Endpoints"] == []
     assert sagemaker.list_endpoint_configs(NameContains="scones-")["EndpointConfigs"] == []
     assert sagemaker.list_models(NameContains="scones-")["Models"] == []
-    assert f"registry/{ENDPOINT}.json" not in _keys(s3, "registry/")
+    assert live.model_package_arn in {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}  # history
     assert not [m for m in local_cloud.client("stepfunctions").list_state_machines()["stateMachines"]
                 if m["name"] == "scones-image-classification"]  # fmt: skip
     assert not [f for f in local_cloud.client("lambda").list_functions()["Functions"]

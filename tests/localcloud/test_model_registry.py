@@ -169,6 +169,42 @@ def test_deleted_versions_keep_their_numbers_and_a_group_with_versions_stays(sag
     )
 
 
+def test_a_client_token_makes_a_retried_registration_one_version(sagemaker: Any) -> None:
+    group = new_group(sagemaker)
+    first = new_version(sagemaker, group, ClientToken="run-1")
+    assert new_version(sagemaker, group, ClientToken="run-1") == first  # the retry: nothing new
+    assert new_version(sagemaker, group, ClientToken="run-2").endswith("/2")
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    assert len(listed) == 2
+    other = new_group(sagemaker)  # a token is scoped to its group
+    assert new_version(sagemaker, other, ClientToken="run-1").endswith(f"{other.lower()}/1")
+    sagemaker.delete_model_package(ModelPackageName=first)
+    assert new_version(sagemaker, group, ClientToken="run-1").endswith("/3")  # its version is gone: a new one
+
+
+def test_a_model_keeps_its_versions_container_after_the_version_is_deleted(
+    sagemaker: Any, runtime: Any, bucket: str
+) -> None:
+    version = new_version(sagemaker, new_group(sagemaker), bucket=bucket, ModelApprovalStatus="Approved")
+    name = unique("pruned-model")
+    sagemaker.create_model(ModelName=name, PrimaryContainer={"ModelPackageName": version}, ExecutionRoleArn=ROLE_ARN)
+    sagemaker.delete_model_package(ModelPackageName=version)  # pruned from the registry
+    described = sagemaker.describe_model(ModelName=name)
+    assert_valid_output("DescribeModel", described)
+    assert described["PrimaryContainer"] == {"ModelPackageName": version}  # no private field leaks
+    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    deadline = time.monotonic() + 60
+    while (status := sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]) == "Creating":
+        assert time.monotonic() < deadline, "the endpoint did not leave Creating"
+        time.sleep(0.5)
+    assert status == "InService", sagemaker.describe_endpoint(EndpointName=name).get("FailureReason")
+    reply = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=b"{}")
+    assert json.loads(reply["Body"].read())["scale"] == 2
+    sagemaker.delete_endpoint(EndpointName=name)
+
+
 def test_an_endpoint_serves_a_model_made_from_a_version(sagemaker: Any, runtime: Any, bucket: str) -> None:
     version = new_version(sagemaker, new_group(sagemaker), bucket=bucket, ModelApprovalStatus="Approved")
     missing = error_of(

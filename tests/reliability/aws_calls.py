@@ -70,7 +70,13 @@ OPERATOR_ACTIONS = {
         "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags",
     ),
     "StepFunctionStartExecutionOperator": ("states:StartExecution",),
+    # The group once (DeleteModelPackageGroup undoes it when the version cannot be created), then the version.
+    "SageMakerRegisterModelVersionOperator": (
+        "sagemaker:CreateModelPackageGroup", "sagemaker:CreateModelPackage", "sagemaker:DeleteModelPackageGroup",
+    ),
 }  # fmt: skip
+# include/scones/operators.py's subclass, which the DAG names, changes only which fields are templated.
+OPERATOR_ACTIONS["RegisterModelVersionOperator"] = OPERATOR_ACTIONS["SageMakerRegisterModelVersionOperator"]
 
 # Operations whose request carries a role the service will assume: the caller needs iam:PassRole on it.
 PASSES_ROLE = {"lambda:CreateFunction", "lambda:UpdateFunctionConfiguration", "states:CreateStateMachine",

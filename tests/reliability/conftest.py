@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from include.scones import registry
 from tests.conftest import LocalCloud, running_local_cloud
 from tests.e2e.conftest import cifar_mirror, scones_settings  # noqa: F401 - cifar_mirror is a fixture used here
 from tests.reliability.dag_runs import CrashDuringTraining, LoggedRun, run_dag
@@ -135,10 +136,13 @@ def training_crash(cloud: LocalCloud, aws: Clients, dag_settings: dict, airflow_
 
 @pytest.fixture(scope="package")
 def deployment(training_crash: TrainingCrash, aws: Clients) -> dict[str, Any]:
-    """The registry entry of the model the crash-recovered run deployed: what the other scenarios serve."""
+    """The registered version the crash-recovered run deployed (its DeploymentRecord, as a dict): what the other
+    scenarios serve."""
     if not training_crash.logged.succeeded:
         pytest.fail(f"the crash-recovered training run did not succeed: {training_crash.logged.states}")
-    return dict(read_json(aws.s3, "registry/scones-vehicle-classifier.json"))
+    live = registry.live_deployment(aws.sagemaker, "scones-vehicle-classifier")
+    assert live is not None, "the endpoint serves no registered version"
+    return live.to_xcom()
 
 
 @pytest.fixture(scope="package")
@@ -148,10 +152,6 @@ def first_workflow_run(deployment: dict[str, Any], dag_settings: dict) -> Logged
     if not logged.succeeded:
         pytest.fail(f"the first workflow run did not succeed: {logged.states}")
     return logged
-
-
-def read_json(s3: Any, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def held_out_image(aws: Clients, deployment: dict[str, Any], position: int = 0) -> bytes:

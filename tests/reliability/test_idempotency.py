@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
+from include.scones import registry
 from include.scones.lambda_deploy import FUNCTIONS
+from include.scones.records import DeploymentRecord
 from include.scones.state_machine_deploy import STATE_MACHINE_NAME
-from tests.reliability.conftest import MEASUREMENTS, TRAINING_PARAMS, Clients, TrainingCrash, read_json
+from tests.reliability.conftest import MEASUREMENTS, TRAINING_PARAMS, Clients, TrainingCrash
 from tests.reliability.dag_runs import LoggedRun, run_dag
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINT = "scones-vehicle-classifier"
+
+
+def live_group(live: DeploymentRecord) -> str:
+    return live.model_package_arn.split(":model-package/", 1)[1].rsplit("/", 1)[0]
 
 
 def run_named(listing: dict[str, Any], kind: str) -> set[str]:
@@ -41,8 +47,13 @@ def test_the_training_dag_run_again_keeps_one_endpoint_and_one_config_per_deploy
     configs = run_named(aws.sagemaker.list_endpoint_configs(NameContains="scones-"), "EndpointConfig")
     assert configs == deploys
     models = run_named(aws.sagemaker.list_models(NameContains="scones-"), "Model")
-    assert models == {run.xcom("plan")["name"] for run in runs}  # one model per run, deployed or not
-    assert read_json(aws.s3, f"registry/{ENDPOINT}.json")["endpoint_config_name"] == described["EndpointConfigName"]
+    # one evaluated model per run, deployed or not, and one serving model (from its version) per deploy
+    assert models == {run.xcom("plan")["name"] for run in runs} | {f"{name}-serving" for name in deploys}
+    live = registry.live_deployment(aws.sagemaker, ENDPOINT)
+    assert live is not None and live.endpoint_config_name == described["EndpointConfigName"]
+    # one registry version per run: the retried tasks of the crashed run registered once
+    arns = {run.xcom("register_candidate") for run in runs}
+    assert len(arns) == 2 and arns <= {v["ModelPackageArn"] for v in registry.versions(aws.sagemaker, live_group(live))}
     # The same data and code were reused, not uploaded again under new keys.
     assert again.xcom("load") == training_crash.logged.xcom("load")
     assert again.xcom("package_code") == training_crash.logged.xcom("package_code")

@@ -125,8 +125,9 @@ def test_the_deployed_model_code_refuses_a_pickled_object_in_place_of_its_weight
     aws.s3.put_object(Bucket=BUCKET, Key=tampered_key, Body=tampered)
     # When it is served with the project's inference code (model_fn loads the weights)
     deployed = aws.sagemaker.describe_model(ModelName=deployment["model_name"])
+    version = aws.sagemaker.describe_model_package(ModelPackageName=deployed["PrimaryContainer"]["ModelPackageName"])
     served = unique("tampered-weights")
-    container = deployed["PrimaryContainer"] | {"ModelDataUrl": f"s3://{BUCKET}/{tampered_key}"}
+    container = version["InferenceSpecification"]["Containers"][0] | {"ModelDataUrl": f"s3://{BUCKET}/{tampered_key}"}
     aws.sagemaker.create_model(
         ModelName=served, PrimaryContainer=container, ExecutionRoleArn=deployed["ExecutionRoleArn"]
     )
@@ -254,6 +255,7 @@ WILDCARD_ONLY = {
     "sts:GetCallerIdentity": "identifies the caller; no resource",
     "sagemaker:ListModels": "a List* across the account",
     "sagemaker:ListEndpointConfigs": "a List* across the account",
+    "sagemaker:ListModelPackages": "a List* across the account",
     "states:ListStateMachines": "a List* across the account",
     "ecr:GetAuthorizationToken": "a registry login token, not tied to a repository",
     "cloudwatch:PutMetricData": "metrics have no ARN (a namespace condition is the only scope)",
@@ -261,7 +263,7 @@ WILDCARD_ONLY = {
 # What a resource of this project looks like in a policy (placeholders SCONES_BUCKET, REGION, ACCOUNT).
 PROJECT_RESOURCE = re.compile(
     r"arn:aws:s3:::SCONES_BUCKET(/.*)?"
-    r"|arn:aws:(sagemaker|lambda|states):REGION:ACCOUNT:[A-Za-z-]+[:/]scones-[\w*:-]*"
+    r"|arn:aws:(sagemaker|lambda|states):REGION:ACCOUNT:[A-Za-z-]+[:/]scones-[\w*:-]*(/\*)?"
     r"|arn:aws:iam::ACCOUNT:role/scones-[\w-]+"
     r"|arn:aws:logs:REGION:ACCOUNT:log-group:/aws/(sagemaker|lambda/scones-)[\w/*-]*(:\*)?"
     r"|arn:aws:ecr:\*:\*:repository/pytorch-(training|inference)"
@@ -320,7 +322,7 @@ def test_the_sagemaker_execution_policy_covers_exactly_the_s3_prefixes_the_jobs_
         name="scones-20260101-000000-00000000", bucket="SCONES_BUCKET", region="us-east-1",
         role_arn="arn:aws:iam::123456789012:role/r", training_image="i", inference_image="i",
         endpoint_name=settings.endpoint_name, model_output_uri=f"s3://SCONES_BUCKET/{settings.model_prefix}/",
-        capture_uri=f"s3://SCONES_BUCKET/{settings.capture_prefix}", registry_key=settings.registry_key,
+        capture_uri=f"s3://SCONES_BUCKET/{settings.capture_prefix}", model_package_group=settings.model_package_group,
         params=validate({}),
     )  # fmt: skip
     data = f"s3://SCONES_BUCKET/{settings.data_prefix}/dataset/"

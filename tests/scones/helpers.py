@@ -255,11 +255,14 @@ def closed_port_url() -> str:
 
 
 def deployment_record(**overrides: Any) -> DeploymentRecord:
-    """A registry entry as record_deployment writes it; `overrides` change fields."""
+    """The live version as registry.live_deployment reads it; `overrides` change fields."""
     fields: dict[str, Any] = {
         "endpoint_name": "ep",
         "endpoint_config_name": "scones-20250101-000000-aaaaaaaa",
-        "model_name": "m-1",
+        "model_name": "scones-20250101-000000-aaaaaaaa-serving",
+        "model_package_arn": "arn:aws:sagemaker:us-east-1:000000000000:model-package/group/1",
+        "model_package_version": 1,
+        "run_name": "scones-20250101-000000-aaaaaaaa",
         "training_job_name": "scones-20250101-000000-aaaaaaaa",
         "accuracy": 0.95,
         "pass_share_at_threshold": 0.8,
@@ -271,3 +274,124 @@ def deployment_record(**overrides: Any) -> DeploymentRecord:
         "deployed_at": "2025-01-01T00:00:00+00:00",
     }
     return DeploymentRecord(**(fields | overrides))
+
+
+class FakeRegistry:
+    """A SageMaker client with the calls include/scones/registry.py makes, over in-memory endpoints, configs,
+    models and model package versions (summaries as ListModelPackages gives them). Unknown names answer
+    ValidationException, as SageMaker does."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        from botocore.exceptions import ClientError
+
+        self.exceptions = SimpleNamespace(ClientError=ClientError)
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.packages: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+
+    # --- building the state ----------------------------------------------------------------------------------
+    def add_version(self, version: int, status: str = "PendingManualApproval", **properties: str) -> str:
+        arn = f"arn:aws:sagemaker:us-east-1:000000000000:model-package/group/{version}"
+        self.packages[arn] = {
+            "ModelPackageArn": arn,
+            "ModelPackageGroupName": "group",
+            "ModelPackageVersion": version,
+            "ModelApprovalStatus": status,
+            "CustomerMetadataProperties": dict(properties),
+        }
+        return arn
+
+    def serve(self, endpoint: str, package_arn: str | None, status: str = "InService") -> None:
+        """The endpoint on a config whose model was made from `package_arn` (from an image when None)."""
+        config = f"{endpoint}-config-{len(self.configs)}"
+        model = f"{config}-serving"
+        container = {"ModelPackageName": package_arn} if package_arn else {"Image": "i", "ModelDataUrl": "s3://b/m"}
+        self.models[model] = {"ModelName": model, "PrimaryContainer": container}
+        self.configs[config] = {"EndpointConfigName": config, "ProductionVariants": [{"ModelName": model}]}
+        self.endpoints[endpoint] = {
+            "EndpointName": endpoint,
+            "EndpointConfigName": config,
+            "EndpointStatus": status,
+            "LastModifiedTime": "2025-01-01T00:00:00+00:00",
+        }
+
+    # --- the client ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _get(table: dict[str, dict[str, Any]], name: str, operation: str) -> dict[str, Any]:
+        if name not in table:
+            raise client_error("ValidationException", operation, f"Could not find {name}")
+        return dict(table[name])
+
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
+        return self._get(self.endpoints, EndpointName, "DescribeEndpoint")
+
+    def describe_endpoint_config(self, EndpointConfigName: str) -> dict[str, Any]:  # noqa: N803
+        return self._get(self.configs, EndpointConfigName, "DescribeEndpointConfig")
+
+    def describe_model(self, ModelName: str) -> dict[str, Any]:  # noqa: N803
+        return self._get(self.models, ModelName, "DescribeModel")
+
+    def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
+        return self._get(self.packages, ModelPackageName, "DescribeModelPackage")
+
+    def update_model_package(self, **request: Any) -> dict[str, Any]:
+        package = self.packages[request["ModelPackageArn"]]
+        package["ModelApprovalStatus"] = request["ModelApprovalStatus"]
+        package["ApprovalDescription"] = request["ApprovalDescription"]
+        package["CustomerMetadataProperties"] |= request.get("CustomerMetadataProperties", {})
+        return {"ModelPackageArn": request["ModelPackageArn"]}
+
+    def delete_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
+        self._get(self.packages, ModelPackageName, "DeleteModelPackage")
+        del self.packages[ModelPackageName]
+        self.deleted.append(ModelPackageName)
+        return {}
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_model_packages", name
+        registry = self
+
+        class Pages:
+            def paginate(self, ModelPackageGroupName: str) -> list[dict[str, Any]]:  # noqa: N803
+                summaries = [
+                    {k: v for k, v in p.items() if k != "CustomerMetadataProperties"}
+                    for p in registry.packages.values()
+                    if p["ModelPackageGroupName"] == ModelPackageGroupName
+                ]
+                return [{"ModelPackageSummaryList": summaries[:2]}, {"ModelPackageSummaryList": summaries[2:]}]
+
+        return Pages()
+
+
+class RegistryVersions:
+    """What registry.prune needs from a fake SageMaker client besides the endpoint calls: settled versions
+    1..n of one group (odd ones Approved, even ones Rejected), and models that are not made from a version."""
+
+    def __init__(self, count: int = 7) -> None:
+        self.versions = [
+            {
+                "ModelPackageArn": f"arn:aws:sagemaker:us-east-1:000000000000:model-package/group/{n}",
+                "ModelPackageVersion": n,
+                "ModelApprovalStatus": "Approved" if n % 2 else "Rejected",
+            }
+            for n in range(1, count + 1)
+        ]
+
+    def arn(self, version: int) -> str:
+        return str(self.versions[0]["ModelPackageArn"]).rsplit("/", 1)[0] + f"/{version}"
+
+    def paginator(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(paginate=lambda ModelPackageGroupName: [{"ModelPackageSummaryList": self.versions}])  # noqa: N803
+
+    def delete(self, ModelPackageName: str) -> None:  # noqa: N803
+        self.versions = [v for v in self.versions if v["ModelPackageArn"] != ModelPackageName]
+
+    @staticmethod
+    def describe_model(ModelName: str) -> dict[str, Any]:  # noqa: N803
+        return {"ModelName": ModelName, "PrimaryContainer": {"Image": "i"}}  # deployed before the registry

@@ -37,6 +37,7 @@ def test_defaults_validate() -> None:
         training_instance_type="ml.m5.xlarge",
         inference_instance_type="ml.m5.large",
         max_runtime_seconds=3600,
+        approval="auto",
         min_accuracy=0.9,
         confidence_threshold=0.93,
         capture_percentage=100,
@@ -203,3 +204,9 @@ def test_classes_are_offered_as_the_cifar_names() -> None:
 )
 def test_allowed_range_reads_naturally(bounds: dict, text: str) -> None:
     assert allowed_range(bounds) == text
+
+
+def test_approval_is_auto_or_manual() -> None:
+    assert validate({"approval": "manual"}).approval == "manual"
+    with pytest.raises(InvalidParams, match="approval: 'sometimes' is not one of"):
+        validate({"approval": "sometimes"})

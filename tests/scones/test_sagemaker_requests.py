@@ -11,7 +11,7 @@ from botocore.validate import ParamValidator
 
 from include.scones import sagemaker_requests as requests
 from include.scones.params import defaults, validate
-from include.scones.records import RunPlan
+from include.scones.records import CandidateMetadata, EvaluationResult, RunPlan
 from include.scones.sagemaker_requests import run_name
 from include.scones.teardown import RUN_NAME
 from localcloud.sagemaker.exceptions import ValidationException
@@ -34,15 +34,43 @@ def make_plan(**params: Any) -> RunPlan:
         endpoint_name="scones-vehicle-classifier",
         model_output_uri="s3://scones-unlimited/models/",
         capture_uri="s3://scones-unlimited/data_capture",
-        registry_key="registry/scones-vehicle-classifier.json",
+        model_package_group="scones-vehicle-classifier",
         params=validate(defaults() | params),
     )
+
+
+RESULT = EvaluationResult(
+    training_job_name=NAME,
+    data_uri=DATA_URI,
+    evaluation_uri=f"s3://scones-unlimited/models/{NAME}/output/evaluation.json",
+    accuracy=0.945,
+    pass_share_at_threshold=0.81,
+    accuracy_among_passed=None,
+)
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/scones-vehicle-classifier/3"
+
+
+def create_model_package(plan: RunPlan) -> dict[str, Any]:
+    """The CreateModelPackage request the provider's register operator sends for these arguments."""
+    registration = requests.model_package(plan, RESULT, ARTIFACT)
+    return {
+        "InferenceSpecification": {
+            "Containers": [{"Image": registration["image_uri"], "ModelDataUrl": registration["model_url"]}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        "ModelPackageGroupName": registration["package_group_name"],
+        "ModelPackageDescription": registration["package_desc"],
+        "ModelApprovalStatus": "PendingManualApproval",
+    } | registration["extras"]
 
 
 def all_requests(plan: RunPlan) -> dict[str, dict[str, Any]]:
     return {
         "CreateTrainingJob": requests.training_job(plan, DATA_URI, CODE_URI),
         "CreateModel": requests.model(plan, ARTIFACT),
+        "CreateModelPackage": create_model_package(plan),
+        "CreateModel (serving)": requests.serving_model(plan, PACKAGE_ARN),
         "CreateTransformJob": requests.transform_job(plan, f"{DATA_URI}test/images/", NAME),
         "CreateEndpointConfig": requests.endpoint_config(plan),
         "CreateEndpoint": requests.endpoint(plan),
@@ -52,7 +80,7 @@ def all_requests(plan: RunPlan) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("operation", list(all_requests(make_plan())))
 def test_requests_are_valid_boto3_inputs(operation: str) -> None:
     request = all_requests(make_plan())[operation]
-    model = operation_model(operation)
+    model = operation_model(operation.split(" ")[0])
     # botocore's client-side checks (required members, types, minimums) ...
     report = ParamValidator().validate(request, model.input_shape)
     assert not report.has_errors(), report.generate_report()
@@ -136,7 +164,7 @@ def test_model_transform_and_endpoint() -> None:
 def test_endpoint_config_captures_everything() -> None:
     config = requests.endpoint_config(make_plan())
     assert config["EndpointConfigName"] == NAME
-    assert config["ProductionVariants"][0]["ModelName"] == NAME
+    assert config["ProductionVariants"][0]["ModelName"] == f"{NAME}-serving"  # the model from the version
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
     assert config["DataCaptureConfig"] == {
         "EnableCapture": True,
@@ -160,6 +188,30 @@ def test_run_name_is_short_deterministic_and_matches_teardown() -> None:
     assert RUN_NAME.match(name)
     assert len(name) <= 63 and len(f"{name}-eval") <= 63
     assert not RUN_NAME.match(f"{name}-eval")  # teardown never mistakes other names for run names
+    assert RUN_NAME.match(f"{name}-serving") and len(f"{name}-serving") <= 63  # the served model is the run's
+
+
+def test_the_registration_replaces_the_providers_csv_and_carries_the_evaluation() -> None:
+    plan = make_plan()
+    registration = requests.model_package(plan, RESULT, ARTIFACT)
+    extras = registration["extras"]
+    assert registration["package_group_name"] == "scones-vehicle-classifier"
+    assert extras["ClientToken"] == NAME  # a retried registration is the same version
+    spec = extras["InferenceSpecification"]
+    assert (spec["SupportedContentTypes"], spec["SupportedResponseMIMETypes"]) == (["image/png"], ["application/json"])
+    assert spec["Containers"] == [requests.model(plan, ARTIFACT)["PrimaryContainer"]]  # what was evaluated
+    assert extras["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+        "ContentType": "application/json",
+        "S3Uri": RESULT.evaluation_uri,
+    }
+    metadata = CandidateMetadata.from_properties(extras["CustomerMetadataProperties"])
+    assert metadata == CandidateMetadata.of(plan, RESULT)
+
+
+def test_the_served_model_is_made_from_the_version() -> None:
+    served = requests.serving_model(make_plan(), PACKAGE_ARN)
+    assert served["ModelName"] == f"{NAME}-serving"
+    assert served["PrimaryContainer"] == {"ModelPackageName": PACKAGE_ARN}
 
 
 def test_run_plan_round_trips_through_json() -> None:

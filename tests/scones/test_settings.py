@@ -75,15 +75,18 @@ def test_role_arn_from_a_name_or_an_arn() -> None:
     assert load(env={"SCONES_SAGEMAKER_ROLE": arn}).role_arn("123456789012") == arn
 
 
-def test_registry_key_and_capture_uri() -> None:
+def test_registry_group_keep_last_and_capture_uri() -> None:
     settings = load(
-        env={"SCONES_BUCKET": "b", "SCONES_CAPTURE_PREFIX": "cap/x", "SCONES_REGISTRY_PREFIX": "reg"},
-        variables={"SCONES_ENDPOINT_NAME": "ep"},
+        env={"SCONES_BUCKET": "b", "SCONES_CAPTURE_PREFIX": "cap/x", "SCONES_REGISTRY_KEEP_LAST": "2"},
+        variables={"SCONES_MODEL_PACKAGE_GROUP": "grp"},
     )
-    assert settings.registry_key == "reg/ep.json"
+    assert (settings.model_package_group, settings.registry_keep_last) == ("grp", 2)
     assert settings.capture_uri == "s3://b/cap/x"
-    assert load(env={}).registry_key == "registry/scones-vehicle-classifier.json"
-    assert load(env={}).capture_uri == "s3://scones-unlimited/data_capture"
+    defaults = load(env={})
+    assert (defaults.model_package_group, defaults.registry_keep_last) == ("scones-vehicle-classifier", 5)
+    assert defaults.capture_uri == "s3://scones-unlimited/data_capture"
+    with pytest.raises(InvalidSettings, match="SCONES_REGISTRY_KEEP_LAST"):
+        load(env={"SCONES_REGISTRY_KEEP_LAST": "0"})  # the newest version is always kept
 
 
 def test_every_variable_maps_to_a_field() -> None:

@@ -1,5 +1,5 @@
 """teardown: deletes the endpoint first (waiting with boto3's endpoint_deleted waiter), then only run-named
-configs and models, and the registry entry. Pruning is tested in test_teardown_prune.py."""
+configs and models, and the registry's old versions. Pruning is tested in test_teardown_prune.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from include.scones import teardown as td
 from include.scones.teardown import RUN_NAME, wait_until_deleted
-from tests.scones.helpers import MemoryS3Hook, client_error
+from tests.scones.helpers import RegistryVersions, client_error
 
 RUN_A = "scones-20250101-000000-0123abcd"
 RUN_B = "scones-20250202-121212-89abcdef"
@@ -52,6 +52,8 @@ class FakeSageMaker:
         self.vanished: set[str] = set()  # listed, but deleted by someone else before teardown gets to them
 
         self.status = "Deleting"  # what DescribeEndpoint answers while the endpoint exists
+        self.registry = RegistryVersions()
+        self.delete_model_package = self.registry.delete
 
     def delete_endpoint(self, EndpointName: str) -> None:  # noqa: N803 (boto3's argument names)
         self.calls.append(("delete_endpoint", EndpointName))
@@ -73,7 +75,9 @@ class FakeSageMaker:
             "EndpointDeleted", config, botocore.waiter.NormalizedOperationMethod(self.describe_endpoint)
         )
 
-    def get_paginator(self, name: str) -> FakePaginator:
+    def get_paginator(self, name: str) -> Any:
+        if name == "list_model_packages":
+            return self.registry.paginator()
         if name == "list_endpoint_configs":
             return FakePaginator(self.configs, "EndpointConfigs", self.calls)
         assert name == "list_models"
@@ -105,64 +109,55 @@ def client() -> FakeSageMaker:
     return FakeSageMaker({"ep"}, [RUN_A, *KEEP, RUN_B], [*KEEP, RUN_B, RUN_A])
 
 
-@pytest.fixture
-def s3() -> MemoryS3Hook:
-    return MemoryS3Hook({("bucket", "registry/ep.json"): b"{}", ("bucket", "models/keep.tar.gz"): b"x"})
-
-
 def test_run_name_pattern() -> None:
     assert RUN_NAME.match(RUN_A) and RUN_NAME.match(RUN_B)
     assert not any(RUN_NAME.match(name) for name in KEEP)
 
 
-def test_deletes_endpoint_first_then_only_run_named_resources(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=1)
+def test_deletes_endpoint_first_then_only_run_named_resources(client: FakeSageMaker) -> None:
+    deleted = td.teardown(client, "ep", "group", 5, timeout_s=5, poll_s=1)
     assert deleted == {
         "endpoints": ["ep"],
         "endpoint_configs": [RUN_A, RUN_B],
         "models": [RUN_B, RUN_A],
-        "registry": ["s3://bucket/registry/ep.json"],
+        "model_packages": [client.registry.arn(2), client.registry.arn(1)],  # beyond the newest 5
     }
     assert deletions(client)[0] == ("delete_endpoint", "ep")
     assert client.calls[1] == ("describe_endpoint", "ep")  # waited for the endpoint to go before the rest
     assert [c["EndpointConfigName"] for c in client.configs] == KEEP
     assert [m["ModelName"] for m in client.models] == KEEP
-    assert s3.objects == {("bucket", "models/keep.tar.gz"): b"x"}  # data and artifacts stay
+    assert [v["ModelPackageVersion"] for v in client.registry.versions] == [3, 4, 5, 6, 7]  # the group's history
     assert ("paginate", ("EndpointConfigs", {"NameContains": "scones-"})) in client.calls
 
 
-def test_resources_of_another_endpoint_are_kept(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
+def test_resources_of_another_endpoint_are_kept(client: FakeSageMaker) -> None:
     # Given RUN_B's config and model were made for a different endpoint in the same account
     client.tags[f"arn:ec/{RUN_B}"] = client.tags[f"arn:model/{RUN_B}"] = [{"Key": "scones:endpoint", "Value": "other"}]
     # When tearing down "ep"
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", timeout_s=5, poll_s=1)
+    deleted = td.teardown(client, "ep", "group", 5, timeout_s=5, poll_s=1)
     # Then only "ep"'s run-named resources go
     assert deleted["endpoint_configs"] == [RUN_A] and deleted["models"] == [RUN_A]
     assert RUN_B in [c["EndpointConfigName"] for c in client.configs]
 
 
-def test_missing_endpoint_is_fine(s3: MemoryS3Hook) -> None:
+def test_missing_endpoint_is_fine() -> None:
     client = FakeSageMaker(set(), [RUN_A], [RUN_A])
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json")
+    deleted = td.teardown(client, "ep", "group", 5)
     assert deleted["endpoints"] == []
     assert deleted["endpoint_configs"] == [RUN_A] and deleted["models"] == [RUN_A]
-    assert [name for name, _ in client.calls].count("describe_endpoint") == 0
+    # no waiting for a deletion; the one DescribeEndpoint is registry pruning asking what is live
+    assert [name for name, _ in client.calls].count("describe_endpoint") == 1
 
 
-def test_second_call_deletes_nothing(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
-    td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
+def test_second_call_deletes_nothing(client: FakeSageMaker) -> None:
+    td.teardown(client, "ep", "group", 5, poll_s=1)
     client.calls.clear()
-    again = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
-    assert again == {"endpoints": [], "endpoint_configs": [], "models": [], "registry": []}
+    again = td.teardown(client, "ep", "group", 5, poll_s=1)
+    assert again == {"endpoints": [], "endpoint_configs": [], "models": [], "model_packages": []}
     assert deletions(client) == [("delete_endpoint", "ep")]  # attempted, answered "does not exist"
 
 
-def test_missing_bucket_is_fine(client: FakeSageMaker) -> None:
-    deleted = td.teardown(client, MemoryS3Hook(), "ep", "no-such-bucket", "registry/ep.json", poll_s=1)
-    assert deleted["registry"] == []
-
-
-def test_other_client_errors_propagate(s3: MemoryS3Hook) -> None:
+def test_other_client_errors_propagate() -> None:
     client = FakeSageMaker({"ep"}, [RUN_A], [RUN_A])
 
     def throttled(EndpointName: str) -> None:  # noqa: N803
@@ -170,7 +165,7 @@ def test_other_client_errors_propagate(s3: MemoryS3Hook) -> None:
 
     client.delete_endpoint = throttled  # type: ignore[method-assign]
     with pytest.raises(ClientError, match="ThrottlingException"):
-        td.teardown(client, s3, "ep", "bucket", "registry/ep.json")
+        td.teardown(client, "ep", "group", 5)
     assert deletions(client) == []  # nothing else was touched
 
 
@@ -252,9 +247,9 @@ DESCRIBED_DELETING = {
 }
 
 
-def test_resources_gone_before_their_turn_count_as_done(client: FakeSageMaker, s3: MemoryS3Hook) -> None:
+def test_resources_gone_before_their_turn_count_as_done(client: FakeSageMaker) -> None:
     client.vanished = {RUN_A}  # deleted by someone else between the listing and the delete call
-    deleted = td.teardown(client, s3, "ep", "bucket", "registry/ep.json", poll_s=1)
+    deleted = td.teardown(client, "ep", "group", 5, poll_s=1)
     assert deleted["endpoint_configs"] == [RUN_B] and deleted["models"] == [RUN_B]
 
 

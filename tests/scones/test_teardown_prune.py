@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from include.scones import teardown as td
 from include.scones.params import allowed_range
 from include.scones.teardown import LiveEndpoint, Resource, plan_prune
-from tests.scones.helpers import client_error
+from tests.scones.helpers import RegistryVersions, client_error
 
 EP = "scones-vehicle-classifier"
 MINE = {"project": "scones-unlimited", "scones:endpoint": EP}
@@ -164,6 +164,9 @@ class FakeSageMaker:
         self.endpoint = endpoint
         self.calls: list[tuple[str, str]] = []
         self.vanished: set[str] = set()  # listed, then deleted by someone else before prune deletes them
+        self.registry = RegistryVersions()
+        self.delete_model_package = self.registry.delete
+        self.describe_model = self.registry.describe_model
 
     def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803 (boto3's argument names)
         self.calls.append(("describe_endpoint", EndpointName))
@@ -180,6 +183,8 @@ class FakeSageMaker:
         return {"EndpointConfigName": EndpointConfigName, "ProductionVariants": variants}
 
     def get_paginator(self, name: str) -> Any:
+        if name == "list_model_packages":
+            return self.registry.paginator()
         kind, key, items = {
             "list_endpoint_configs": ("EndpointConfig", "EndpointConfigs", self.configs),
             "list_models": ("Model", "Models", self.models),
@@ -226,7 +231,7 @@ def test_prune_deletes_configs_then_models_and_says_what_it_kept(
     client: FakeSageMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=td.__name__):
-        result = td.prune(client, EP, keep_last=1)
+        result = td.prune(client, EP, keep_last=1, package_group="group", keep_versions=5)
     assert result == {
         "endpoint_configs": [run(2), run(1)],
         "models": [run(6), run(2), run(1)],
@@ -235,6 +240,7 @@ def test_prune_deletes_configs_then_models_and_says_what_it_kept(
             run(4): "rollback candidate: newest 1 of the 1 kept",
         },
         "kept_models": {run(4): f"named by kept endpoint config {run(4)}", run(3): "served by the endpoint"},
+        "model_packages": [client.registry.arn(2), client.registry.arn(1)],  # beyond the newest 5 (none live)
     }
     assert sorted(client.configs) == sorted([run(3), run(4), "scones-manual-config", "xscones-foreign"])
     assert sorted(client.models) == sorted([run(3), run(4), run(7)])
@@ -248,23 +254,23 @@ def test_prune_deletes_configs_then_models_and_says_what_it_kept(
 
 
 def test_a_second_prune_deletes_nothing(client: FakeSageMaker) -> None:
-    first = td.prune(client, EP, keep_last=1)
+    first = td.prune(client, EP, keep_last=1, package_group="group", keep_versions=5)
     client.calls.clear()
-    again = td.prune(client, EP, keep_last=1)
-    assert again["endpoint_configs"] == again["models"] == [] and client.deletions() == []
+    again = td.prune(client, EP, keep_last=1, package_group="group", keep_versions=5)
+    assert again["endpoint_configs"] == again["models"] == again["model_packages"] == [] and client.deletions() == []
     assert again["kept_endpoint_configs"] == first["kept_endpoint_configs"]
 
 
 def test_resources_already_gone_count_as_done(client: FakeSageMaker) -> None:
     client.vanished = {run(1), run(6)}
-    result = td.prune(client, EP, keep_last=1)
+    result = td.prune(client, EP, keep_last=1, package_group="group", keep_versions=5)
     assert result["endpoint_configs"] == [run(2)] and result["models"] == [run(2)]  # the others were attempted
     assert ("delete_endpoint_config", run(1)) in client.deletions() and ("delete_model", run(6)) in client.deletions()
 
 
 def test_a_pending_update_is_protected(client: FakeSageMaker) -> None:
     client.endpoint = {"EndpointConfigName": run(2), "PendingDeploymentSummary": {"EndpointConfigName": run(1)}}
-    result = td.prune(client, EP, keep_last=0)
+    result = td.prune(client, EP, keep_last=0, package_group="group", keep_versions=5)
     kept = result["kept_endpoint_configs"]
     assert kept == {run(1): "being deployed to the endpoint", run(2): "served by the endpoint"}
     assert result["endpoint_configs"] == [run(4), run(3)]
@@ -272,13 +278,13 @@ def test_a_pending_update_is_protected(client: FakeSageMaker) -> None:
 
 def test_a_live_config_that_is_gone_keeps_every_model(client: FakeSageMaker) -> None:
     client.endpoint = {"EndpointConfigName": "scones-20250101-000000-deadbeef"}
-    result = td.prune(client, EP, keep_last=0)
+    result = td.prune(client, EP, keep_last=0, package_group="group", keep_versions=5)
     assert result["models"] == [] and len(result["endpoint_configs"]) == 4
 
 
 def test_no_endpoint_keeps_the_newest_configs(client: FakeSageMaker) -> None:
     client.endpoint = None
-    result = td.prune(client, EP, keep_last=2)
+    result = td.prune(client, EP, keep_last=2, package_group="group", keep_versions=5)
     assert list(result["kept_endpoint_configs"]) == [run(4), run(3)]
     assert result["endpoint_configs"] == [run(2), run(1)]
 
@@ -289,7 +295,7 @@ def test_an_unexpected_describe_error_stops_before_deleting_anything(client: Fak
 
     client.describe_endpoint = confused  # type: ignore[method-assign]
     with pytest.raises(ClientError, match="Something else"):
-        td.prune(client, EP, keep_last=0)  # never guess that nothing is live
+        td.prune(client, EP, keep_last=0, package_group="group", keep_versions=5)  # never guess that nothing is live
     assert client.deletions() == []
 
 

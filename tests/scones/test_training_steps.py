@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from include.scones import training_steps
+from include.scones import sagemaker_requests, training_steps
+from include.scones.gate import Decision
 from include.scones.params import InvalidParams
-from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan, read_deployment
+from include.scones.records import CandidateMetadata, DeploymentRecord, EvaluationResult, RunPlan
 from include.scones.sagemaker_requests import run_name
 from include.scones.settings import load
-from tests.scones.helpers import MemoryS3Hook, client_error
+from tests.scones.helpers import FakeRegistry, MemoryS3Hook
 
 WHEN = datetime(2025, 3, 4, 5, 6, 7)
 SETTINGS = load(env={"SCONES_BUCKET": "bkt", "SCONES_CACHE_DIR": "/cache"})
@@ -35,7 +34,8 @@ def test_plan_run_fixes_names_images_and_params() -> None:
     assert result.inference_image == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
     assert result.model_output_uri == "s3://bkt/models/"
     assert result.capture_uri == "s3://bkt/data_capture"
-    assert result.registry_key == "registry/scones-vehicle-classifier.json"
+    assert result.model_package_group == "scones-vehicle-classifier"
+    assert result.serving_model_name == f"{result.name}-serving"
     assert result.params.epochs == 5 and result.params.classes == ("motorcycle", "bicycle")
     assert RunPlan.from_xcom(json.loads(json.dumps(result.to_xcom()))) == result  # travels through XCom
 
@@ -109,52 +109,88 @@ def test_evaluate_model_with_a_missing_output_fails() -> None:
     assert hook.writes == []
 
 
-class FakeSageMaker:
-    exceptions = SimpleNamespace(ClientError=ClientError)
-
-    def __init__(self, endpoint: dict[str, Any] | None, error: str = "ValidationException") -> None:
-        self.endpoint, self.error = endpoint, error
-
-    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
-        if self.endpoint is None:
-            raise client_error(self.error, "DescribeEndpoint")
-        return self.endpoint
+RESULT = EvaluationResult(
+    training_job_name="job-1",
+    data_uri="s3://bkt/datasets/ds1/",
+    accuracy=0.95,
+    pass_share_at_threshold=0.8,
+    accuracy_among_passed=0.99,
+    evaluation_uri="s3://bkt/models/job-1/output/evaluation.json",
+)
 
 
-def test_describe_endpoint_returns_none_only_for_a_missing_endpoint() -> None:
-    assert training_steps.describe_endpoint(FakeSageMaker(None), "ep") is None
-    assert training_steps.describe_endpoint(FakeSageMaker({"EndpointName": "ep"}), "ep") == {"EndpointName": "ep"}
-    with pytest.raises(ClientError, match="AccessDeniedException"):
-        training_steps.describe_endpoint(FakeSageMaker(None, "AccessDeniedException"), "ep")
+def live_registry(run: RunPlan, accuracy: float = 0.95) -> tuple[FakeRegistry, str]:
+    """An endpoint serving version 1 (the champion) and a new candidate, version 2, pending."""
+    client = FakeRegistry()
+    champion = CandidateMetadata.of(run, RESULT.model_copy(update={"accuracy": accuracy}))
+    client.serve(run.endpoint_name, client.add_version(1, "Approved", **champion.to_properties()))
+    return client, client.add_version(2, **CandidateMetadata.of(run, RESULT).to_properties())
 
 
-def test_record_then_decide_uses_the_registry_as_champion() -> None:
-    first = plan()
-    hook = MemoryS3Hook({("bkt", "other"): b""})
-    assert read_deployment(hook, first.bucket, first.registry_key) is None
-    result = EvaluationResult(
-        training_job_name="job-1",
-        data_uri="s3://bkt/datasets/ds1/",
-        accuracy=0.95,
-        pass_share_at_threshold=0.8,
-        accuracy_among_passed=0.99,
-        evaluation_uri="s3://bkt/e.json",
+def scored(accuracy: float) -> EvaluationResult:
+    return RESULT.model_copy(update={"accuracy": accuracy})
+
+
+def test_the_gate_compares_with_the_version_behind_the_endpoint() -> None:
+    run = plan()
+    client, candidate = live_registry(run)
+    hook = MemoryS3Hook()
+    assert not training_steps.gate_candidate(hook, client, run, scored(0.94), candidate).decision.deploy
+    outcome = training_steps.gate_candidate(hook, client, run, scored(0.95), candidate)
+    assert outcome == training_steps.GateOutcome(outcome.decision, "approve_version") and outcome.decision.deploy
+    assert "(v1 (" in outcome.decision.reason
+    # With no endpoint there is no champion: only the floor counts
+    client.endpoints.clear()
+    assert training_steps.gate_candidate(hook, client, run, scored(0.91), candidate).route == "approve_version"
+    refused = training_steps.gate_candidate(hook, client, run, scored(0.89), candidate)
+    assert refused.route is None and not refused.decision.deploy
+
+
+def test_with_manual_approval_the_gate_asks_for_a_review_with_both_evaluations() -> None:
+    run = plan(approval="manual")
+    client, candidate = live_registry(run, accuracy=0.9)
+    evaluation = {"images": 200, "threshold": 0.93, "per_class": {}, "confusion_matrix": {"labels": [], "matrix": []}}
+    hook = MemoryS3Hook({("bkt", "models/job-1/output/evaluation.json"): json.dumps(evaluation).encode()})
+    outcome = training_steps.gate_candidate(hook, client, run, scored(0.95), candidate)
+    assert outcome.route == "review" and outcome.review is not None
+    assert outcome.review["subject"] == "Deploy version 2 of the vehicle classifier?"
+    assert (
+        "| Test accuracy | 0.9500 | 0.9000 |" in outcome.review["body"]
+        and "on 200 test images" in outcome.review["body"]
     )
-    record = training_steps.record_deployment(hook, first, result)
-    stored = read_deployment(hook, first.bucket, first.registry_key)
-    assert stored == record == DeploymentRecord.from_xcom(json.loads(json.dumps(record.to_xcom())))
-    assert stored is not None
-    assert stored.endpoint_config_name == stored.model_name == first.name
-    assert stored.classes == ("bicycle", "motorcycle") and stored.accuracy == 0.95
-    assert stored.confidence_threshold == first.params.confidence_threshold
+    # Rules that fail reject without asking anyone
+    assert training_steps.gate_candidate(hook, client, run, scored(0.85), candidate).route is None
 
-    def scored(accuracy: float) -> EvaluationResult:
-        return result.model_copy(update={"accuracy": accuracy})
 
-    # The endpoint serves that config: a weaker challenger is refused, an equal one deployed
-    live = FakeSageMaker({"EndpointConfigName": first.name, "EndpointStatus": "InService"})
-    assert not training_steps.decide_deployment(hook, live, first, scored(0.94)).deploy
-    assert training_steps.decide_deployment(hook, live, first, scored(0.95)).deploy
-    # With no endpoint, the registry is stale: only the floor counts
-    assert training_steps.decide_deployment(hook, FakeSageMaker(None), first, scored(0.91)).deploy
-    assert not training_steps.decide_deployment(hook, FakeSageMaker(None), first, scored(0.89)).deploy
+def test_approve_and_reject_settle_the_version_with_the_reason_or_the_note() -> None:
+    run = plan()
+    client, candidate = live_registry(run)
+    served = training_steps.approve_version(client, run, candidate, "deploying: fine", None)
+    assert served == sagemaker_requests.serving_model(run, candidate)
+    assert client.packages[candidate]["ApprovalDescription"] == "Approved by the gate: deploying: fine"
+    answer = {"chosen_options": ["Approve"], "params_input": {"note": "ok"}, "responded_by_user": {"name": "ada"}}
+    training_steps.approve_version(client, run, candidate, "deploying: fine", answer)
+    assert client.packages[candidate]["ApprovalDescription"] == "Approved by ada: ok"
+    with pytest.raises(ValueError, match="did not approve"):
+        training_steps.approve_version(client, run, candidate, "r", answer | {"chosen_options": ["Reject"]})
+
+    failed = Decision(False, "not deploying: below the floor")
+    assert training_steps.reject_version(client, candidate, failed, None) == (
+        "Rejected by the gate: not deploying: below the floor"
+    )
+    no = answer | {"chosen_options": ["Reject"], "params_input": {"note": "blurry"}}
+    assert training_steps.reject_version(client, candidate, Decision(True, "fine"), no) == "Rejected by ada: blurry"
+    package = client.packages[candidate]
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["CustomerMetadataProperties"]["reviewed_by"] == "ada"
+
+
+def test_record_deployment_insists_the_endpoint_serves_this_runs_version() -> None:
+    run = plan()
+    client, candidate = live_registry(run)
+    with pytest.raises(RuntimeError, match="should serve"):
+        training_steps.record_deployment(client, run, candidate)
+    client.serve(run.endpoint_name, candidate)
+    record = training_steps.record_deployment(client, run, candidate)
+    assert record.model_package_version == 2 and record.run_name == run.name
+    assert DeploymentRecord.from_xcom(json.loads(json.dumps(record.to_xcom()))) == record

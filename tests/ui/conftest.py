@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from localcloud import launcher
-from localcloud.config import LocalCloudConfig
+from localcloud.config import REGION, LocalCloudConfig
 from tests.conftest import PROJECT_ROOT, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,6 +57,19 @@ class AirflowUI:
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         return httpx.Client(base_url=f"{self.url}/api/v2", headers=headers, timeout=30)
+
+    def aws(self, service: str) -> Any:
+        """A boto3 client for this session's own local cloud."""
+        import boto3
+
+        keys = launcher.install_credentials(self.cfg)
+        return boto3.client(
+            service,
+            endpoint_url=self.cfg.sagemaker_url if service.startswith("sagemaker") else self.cfg.ministack_url,
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+            region_name=REGION,
+        )
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         with self.api() as api:

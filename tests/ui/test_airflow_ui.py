@@ -1,26 +1,20 @@
 """The README's "Using the Airflow UI" path, as a newcomer takes it, in real headless Chromium against `make airflow`:
 log in, trigger the training DAG from the form (a bad value is refused, never clamped), watch the real scheduler
 run it, see the workflow DAG follow the deploy, read the new report under Browse → Scones monitoring, read the
-graph in stages, and stop it all with Ctrl-C."""
+graph in stages. test_approval.py then approves and rejects versions, and test_shutdown.py stops it all with
+Ctrl-C (the package's tests run in file order, as one user's session)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-import psutil
 import pytest
 
 from include.scones.monitoring.capture import display_time
 from include.scones.params import PARAM_SCHEMAS
-from localcloud import launcher
-from localcloud.config import REGION
 from tests.ui.conftest import AirflowUI, log_in
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +23,7 @@ TRAINING = "scones_training_pipeline"
 WORKFLOW = "scones_inference_workflow"
 # Small enough to train in seconds on 2 cores, with a floor the model clears: what a user tries first.
 SMALL_PARAMS = {"epochs": "8", "members": "1", "min_accuracy": "0.5"}
-STAGES = ["Plan", "ETL", "Train", "Evaluate", "Deploy"]
+STAGES = ["Plan", "ETL", "Train", "Evaluate", "Approve", "Deploy"]
 
 
 def number_field(dialog: Any, name: str) -> Any:
@@ -122,7 +116,8 @@ def test_the_run_triggered_from_the_form_is_the_one_that_runs(triggered: dict[st
             ti["task_id"]: ti["state"]
             for ti in api.get(f"/dags/{TRAINING}/dagRuns/{run['dag_run_id']}/taskInstances").json()["task_instances"]
         }
-    assert states["deploy_endpoint"] == "success" and states["keep_live_model"] == "skipped", states
+    assert states["deploy_endpoint"] == "success" and states["reject_version"] == "skipped", states
+    assert states["review"] == "skipped", states  # approval=auto, the default
 
 
 def test_the_workflow_dag_follows_the_deploy(triggered: dict[str, Any], airflow_ui: AirflowUI) -> None:
@@ -131,15 +126,7 @@ def test_the_workflow_dag_follows_the_deploy(triggered: dict[str, Any], airflow_
 
 
 def latest_summary(ui: AirflowUI) -> dict[str, Any]:
-    keys = launcher.install_credentials(ui.cfg)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=ui.cfg.ministack_url,
-        aws_access_key_id=keys.access_key_id,
-        aws_secret_access_key=keys.secret_access_key,
-        region_name=REGION,
-    )
-    body = s3.get_object(Bucket="scones-ui-e2e", Key="monitoring/latest/summary.json")["Body"].read()
+    body = ui.aws("s3").get_object(Bucket="scones-ui-e2e", Key="monitoring/latest/summary.json")["Body"].read()
     return dict(json.loads(body))
 
 
@@ -189,52 +176,3 @@ def test_the_graph_reads_in_stages_at_1600_px(page: Any, airflow_ui: AirflowUI, 
     lefts = [boxes[stage]["x"] for stage in STAGES]
     assert lefts == sorted(lefts), lefts
     assert nodes.count() == len(STAGES)  # collapsed stages: the plan's fan-out is five edges, not eighteen tasks
-
-
-def running(process: psutil.Process) -> bool:
-    """Alive and not a zombie (an orphan's exit status may wait for a reaper that never comes in a container)."""
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def own_processes(ui: AirflowUI) -> list[psutil.Process]:
-    """`make airflow` and everything under it: the supervisor, the components, workers and task processes."""
-    root = psutil.Process(ui.process.pid)
-    return [root, *root.children(recursive=True)]
-
-
-def mirror_ports(ui: AirflowUI) -> set[int]:
-    """The port of the fixture archive's loopback mirror, from the line `make airflow` prints about it."""
-    return {int(port) for line in ui.output for port in re.findall(r"served at http://127\.0\.0\.1:(\d+)/", line)}
-
-
-def test_every_socket_it_opens_is_on_loopback(airflow_ui: AirflowUI) -> None:
-    listening = []
-    for process in own_processes(airflow_ui):
-        try:
-            sockets = process.net_connections(kind="inet")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        listening += [(process.name(), s.laddr) for s in sockets if s.status == psutil.CONN_LISTEN]
-    assert listening, "the API server listens somewhere"
-    assert all(address.ip in ("127.0.0.1", "::1") for _, address in listening), listening
-    # The API server and the offline CIFAR mirror `make airflow` serves, and nothing else: no log server either
-    expected = {int(airflow_ui.url.rsplit(":", 1)[1]), *mirror_ports(airflow_ui)}
-    assert {address.port for _, address in listening} == expected, listening
-
-
-def test_ctrl_c_stops_every_process_it_started_within_30_s(airflow_ui: AirflowUI) -> None:
-    processes = own_processes(airflow_ui)
-    assert len(processes) > 5  # make, the supervisor, four components and their children
-    started = time.monotonic()
-    os.killpg(airflow_ui.process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    airflow_ui.process.wait(timeout=30)
-    alive = processes
-    while alive and time.monotonic() - started < 30:
-        alive = [p for p in alive if running(p)]
-        time.sleep(0.2)
-    assert alive == [], [(p.pid, p.name()) for p in alive]
-    assert time.monotonic() - started < 30
-    assert any("airflow: stopped" in line for line in airflow_ui.output), "".join(airflow_ui.output[-20:])

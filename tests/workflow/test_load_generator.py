@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.scones.helpers import deployment_record
+from include.scones.records import CandidateMetadata
+from tests.scones.helpers import FakeRegistry, deployment_record
 from tools import load_generator
 from tools.load_generator import start_burst, state_machine_arn, tally
 
@@ -157,18 +158,21 @@ class FakeRunStepFunctions(Paginated):
         return {"executionArn": executionArn, "status": "SUCCEEDED"}
 
 
-def test_run_starts_the_burst_over_registry_test_images_and_tallies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_starts_the_burst_over_the_live_versions_test_images_and_tallies(monkeypatch: pytest.MonkeyPatch) -> None:
     lst = "".join(f"{n}\t{n % 2}\timg{n}.png\n" for n in range(44))
     s3 = FakeS3(
         {
-            ("scones", "registry/latest.json"): deployment_record(data_uri="s3://data/v1/").to_json().encode(),
             ("data", "v1/test/test.lst"): lst.encode(),
             ("data", "v1/test/classes.json"): b'["bicycle", "motorcycle"]',
         }
     )
     sfn = FakeRunStepFunctions()
-    monkeypatch.setattr("boto3.client", lambda service: {"s3": s3, "stepfunctions": sfn}[service])
-    settings = SimpleNamespace(bucket="scones", registry_key="registry/latest.json")
+    sagemaker = FakeRegistry()  # the endpoint serves a version whose data is s3://data/v1/
+    properties = CandidateMetadata(**(deployment_record(data_uri="s3://data/v1/").model_dump() | {"run_name": "r"}))
+    sagemaker.serve("ep", sagemaker.add_version(1, "Approved", **properties.to_properties()))
+    clients = {"s3": s3, "stepfunctions": sfn, "sagemaker": sagemaker}
+    monkeypatch.setattr("boto3.client", lambda service: clients[service])
+    settings = SimpleNamespace(bucket="scones", endpoint_name="ep")
     monkeypatch.setattr(load_generator.scones_settings, "load", lambda: settings)
 
     result = load_generator.run(count=6, rate_per_s=1_000_000)

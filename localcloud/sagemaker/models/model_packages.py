@@ -5,7 +5,11 @@ A group's versions are numbered 1, 2, ... in creation order, and a number is nev
 is deleted. Packages are stored exactly as DescribeModelPackage returns them. Requests reach here validated
 against botocore's model (names, lengths, enums, the CustomerMetadataProperties limits); the rules botocore
 cannot express (which name to use, the approval transitions, a group that still has versions) are checked here,
-with AWS's codes."""
+with AWS's codes.
+
+`ClientToken` makes CreateModelPackage idempotent, as the API reference says: a second call with a token already
+used in the group answers the version that call created, and creates nothing (a retried registration task leaves
+one version)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from localcloud.sagemaker.models.base import Context, Operation, arn, list_page,
 
 GROUP = "model-package-group"
 PACKAGE = "model-package"
+CLIENT_TOKEN = "model-package-client-token"  # "<group>/<token>" -> the version's store key
 APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 # The developer guide's transitions; going back to PendingManualApproval is not among them.
 ALLOWED_TRANSITIONS = {PENDING: {APPROVED, REJECTED}, REJECTED: {APPROVED}, APPROVED: {REJECTED}}
@@ -154,6 +159,11 @@ class ModelPackages:
         with self.ctx.lock:
             if group_value:
                 group = self.get_group(group_value)
+                token = params.get("ClientToken")
+                token_key = f"{group['ModelPackageGroupName']}/{token}".lower() if token else None
+                if token_key and (earlier := self.ctx.store.get(CLIENT_TOKEN, token_key)) is not None:
+                    if self.ctx.store.get(PACKAGE, earlier["key"]) is not None:
+                        return {"ModelPackageArn": package_arn(earlier["key"])}
                 version = group["next_version"]
                 key = _package_key(f"{group['ModelPackageGroupName']}/{version}")
                 description |= {
@@ -179,6 +189,8 @@ class ModelPackages:
                 self.ctx.store.put(
                     GROUP, _group_key(group["ModelPackageGroupName"]), group | {"next_version": version + 1}
                 )
+                if token_key:
+                    self.ctx.store.put(CLIENT_TOKEN, token_key, {"key": key})
             self.ctx.store.put(PACKAGE, key, description)
         return {"ModelPackageArn": description["ModelPackageArn"]}
 

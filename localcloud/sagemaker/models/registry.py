@@ -11,6 +11,7 @@ from localcloud.sagemaker.runners.artifacts import parse_s3_uri
 
 MODEL = "model"
 ENDPOINT_CONFIG = "endpoint-config"
+RESOLVED = "_resolved_primary_container"  # stored beside a model's description, never returned
 
 
 def model_not_found(name: str) -> ValidationException:
@@ -70,6 +71,9 @@ class ModelRegistry:
             description = {k: v for k, v in params.items() if k != "Tags"} | {
                 "ModelArn": arn("model", name),
                 "CreationTime": now(),
+                # A version's image, data and environment are copied now: the model keeps serving them after the
+                # version is deleted (pruned). DescribeModel still shows the ModelPackageName it was created from.
+                RESOLVED: self.packages.container(containers[0]),
             }
             description.setdefault("EnableNetworkIsolation", False)
             self.ctx.store.put(MODEL, name, description)
@@ -83,11 +87,13 @@ class ModelRegistry:
 
     def primary_container(self, model: dict[str, Any]) -> dict[str, Any]:
         """The model's first container as it runs (a ModelPackageName resolved to the version's image and data)."""
-        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        if RESOLVED in model:
+            return dict(model[RESOLVED])
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]  # stored before RESOLVED
         return self.packages.container(container)
 
     def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self.get_model(params["ModelName"])
+        return {k: v for k, v in self.get_model(params["ModelName"]).items() if k != RESOLVED}
 
     def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.ctx.lock:
