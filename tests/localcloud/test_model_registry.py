@@ -169,6 +169,19 @@ def test_deleted_versions_keep_their_numbers_and_a_group_with_versions_stays(sag
     )
 
 
+def serve(sagemaker: Any, name: str) -> dict[str, Any]:
+    """An endpoint (and its config) named `name` serving the model `name`, once InService; its description."""
+    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    deadline = time.monotonic() + 60
+    while (described := sagemaker.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline, "the endpoint did not leave Creating"
+        time.sleep(0.5)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    return dict(described)
+
+
 def test_a_client_token_makes_a_retried_registration_one_version(sagemaker: Any) -> None:
     group = new_group(sagemaker)
     first = new_version(sagemaker, group, ClientToken="run-1")
@@ -192,14 +205,7 @@ def test_a_model_keeps_its_versions_container_after_the_version_is_deleted(
     described = sagemaker.describe_model(ModelName=name)
     assert_valid_output("DescribeModel", described)
     assert described["PrimaryContainer"] == {"ModelPackageName": version}  # no private field leaks
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    deadline = time.monotonic() + 60
-    while (status := sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]) == "Creating":
-        assert time.monotonic() < deadline, "the endpoint did not leave Creating"
-        time.sleep(0.5)
-    assert status == "InService", sagemaker.describe_endpoint(EndpointName=name).get("FailureReason")
+    serve(sagemaker, name)
     reply = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=b"{}")
     assert json.loads(reply["Body"].read())["scale"] == 2
     sagemaker.delete_endpoint(EndpointName=name)
@@ -217,15 +223,7 @@ def test_an_endpoint_serves_a_model_made_from_a_version(sagemaker: Any, runtime:
     name = unique("pkg-model")
     sagemaker.create_model(ModelName=name, PrimaryContainer={"ModelPackageName": version}, ExecutionRoleArn=ROLE_ARN)
     assert sagemaker.describe_model(ModelName=name)["PrimaryContainer"] == {"ModelPackageName": version}
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    deadline = time.monotonic() + 60
-    while (status := sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]) == "Creating":
-        assert time.monotonic() < deadline, "the endpoint did not leave Creating"
-        time.sleep(0.5)
-    assert status == "InService"
-    described = sagemaker.describe_endpoint(EndpointName=name)
+    described = serve(sagemaker, name)
     assert described["ProductionVariants"][0]["DeployedImages"][0]["SpecifiedImage"] == PYTORCH_INFERENCE_IMAGE
     reply = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=b"{}")
     assert json.loads(reply["Body"].read())["scale"] == 2  # the version's model data, served
