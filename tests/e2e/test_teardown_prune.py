@@ -22,6 +22,9 @@ from tests.localcloud.helpers import pure_python_model_archive, wait_for
 pytestmark = pytest.mark.e2e
 
 DEPLOY_TIMEOUT_S = 120.0
+# These endpoints serve models made from images, not registry versions: a group nobody uses (registry pruning
+# has its own tests: tests/scones/test_registry.py and tests/e2e/test_training_pipeline.py).
+NO_REGISTRY = {"package_group": f"scones-prune-{uuid.uuid4().hex[:8]}", "keep_versions": 5}
 
 
 def run_name(day: int, digest: str) -> str:
@@ -139,7 +142,7 @@ def test_prune_keeps_the_live_endpoint_and_the_newest_configs(sagemaker: Any, ru
     assert described and described["EndpointStatus"] == "InService", described
 
     # When pruning with keep_last=1
-    result = td.prune(sagemaker, endpoint, keep_last=1)
+    result = td.prune(sagemaker, endpoint, keep_last=1, **NO_REGISTRY)
 
     # Then the live config and model stay, and the newest other run (day 5); days 4 and 1 go, and day 2's config,
     # but not its model (a config pruning does not manage names it); the refused model goes; others stay.
@@ -156,8 +159,8 @@ def test_prune_keeps_the_live_endpoint_and_the_newest_configs(sagemaker: Any, ru
     assert sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
 
     # A second run deletes nothing and keeps the same
-    again = td.prune(sagemaker, endpoint, keep_last=1)
-    assert again["endpoint_configs"] == again["models"] == []
+    again = td.prune(sagemaker, endpoint, keep_last=1, **NO_REGISTRY)
+    assert again["endpoint_configs"] == again["models"] == again["model_packages"] == []
     assert again["kept_endpoint_configs"] == result["kept_endpoint_configs"]
     assert remaining(sagemaker, every) == (configs, models)
 
@@ -167,7 +170,7 @@ def test_prune_keeps_the_live_endpoint_and_the_newest_configs(sagemaker: Any, ru
     assert sagemaker.list_endpoints(NameContains=endpoint)["Endpoints"] == []
 
     # Without the endpoint, keep_last=0 leaves none of this endpoint's runs, and still nothing else
-    gone = td.prune(sagemaker, endpoint, keep_last=0)
+    gone = td.prune(sagemaker, endpoint, keep_last=0, **NO_REGISTRY)
     assert gone["endpoint_configs"] == [runs.name(5), runs.name(3)]
     assert remaining(sagemaker, every) == ({other, untagged, manual}, {runs.name(2), other, untagged})
 
