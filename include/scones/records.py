@@ -86,7 +86,8 @@ class EvaluationResult(Record):
 
 class CandidateMetadata(Record):
     """What a registered version carries besides its metrics file: its run, data and scores. The registry stores
-    string properties: strings as they are, every other value as JSON."""
+    string properties whose values may hold only letters, digits, spaces and `_.:/=+-@` (AWS's pattern): strings
+    as they are, the classes space-separated (CIFAR names have none), numbers and None as JSON."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -110,20 +111,22 @@ class CandidateMetadata(Record):
         )
 
     def to_properties(self) -> dict[str, str]:
-        return {
-            name: value if isinstance(value, str) else json.dumps(value)
-            for name, value in self.model_dump(mode="json").items()
-        }
+        def text(value: Any) -> str:
+            if isinstance(value, str):
+                return value
+            return " ".join(value) if isinstance(value, list) else json.dumps(value)
+
+        return {name: text(value) for name, value in self.model_dump(mode="json").items()}
 
     @classmethod
     def from_properties(cls, properties: dict[str, str]) -> Self:
-        strings = {name for name, field in cls.model_fields.items() if field.annotation is str}
-        values = {
-            name: value if name in strings else json.loads(value)
-            for name, value in properties.items()
-            if name in cls.model_fields
-        }
-        return cls.model_validate(values)
+        def value(name: str, text: str) -> Any:
+            annotation = cls.model_fields[name].annotation
+            if annotation is str:
+                return text
+            return tuple(text.split()) if annotation == tuple[str, ...] else json.loads(text)
+
+        return cls.model_validate({n: value(n, t) for n, t in properties.items() if n in cls.model_fields})
 
 
 class DeploymentRecord(Record):

@@ -15,6 +15,7 @@ Plain functions over a boto3 SageMaker client (`SageMakerHook().conn`); nothing 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 REVIEWER_PROPERTY = "reviewed_by"  # who approved or rejected a version: a person's name, or "gate" (approval=auto)
+# What AWS allows in a CustomerMetadataProperties value besides letters, digits and spaces.
+_NOT_A_METADATA_CHARACTER = re.compile(r"[^\w\s.:/=+@-]")
 APPROVAL_DESCRIPTION_LIMIT = 1024
 
 
@@ -88,6 +91,11 @@ def live_deployment(client: Any, endpoint_name: str) -> DeploymentRecord | None:
     )
 
 
+def metadata_value(text: str) -> str:
+    """`text` as a CustomerMetadataProperties value: other characters become `-`, at most 256 of them."""
+    return _NOT_A_METADATA_CHARACTER.sub("-", text)[:256]
+
+
 def settle(client: Any, package_arn: str, status: str, description: str, reviewer: str) -> None:
     """Approve or reject a version, with why and by whom. Setting the status it already has is allowed, so a
     retried task changes nothing."""
@@ -97,7 +105,7 @@ def settle(client: Any, package_arn: str, status: str, description: str, reviewe
         ModelPackageArn=package_arn,
         ModelApprovalStatus=status,
         ApprovalDescription=description[:APPROVAL_DESCRIPTION_LIMIT],
-        CustomerMetadataProperties={REVIEWER_PROPERTY: reviewer[:256] or "unknown"},
+        CustomerMetadataProperties={REVIEWER_PROPERTY: metadata_value(reviewer) or "unknown"},
     )
     log.info("%s: %s by %s: %s", package_arn, status, reviewer, description)
 

@@ -114,6 +114,37 @@ def test_the_approval_paths_are_wired_as_the_readme_draws_them(dagbag) -> None:
     assert dag.params["approval"] == "auto"
 
 
+def test_the_gate_routes_to_tasks_that_exist_and_the_review_reads_what_the_gate_pushes(dagbag) -> None:
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
+
+    from include.scones import review, training_steps
+    from include.scones.records import EvaluationResult
+
+    dag = dagbag.dags["scones_training_pipeline"]
+    # gate_candidate returns these task ids (or None): they must be the gate's only direct downstream tasks
+    assert dag.get_task("gate").downstream_task_ids == {training_steps.APPROVE_TASK, training_steps.REVIEW_TASK}
+    # the gate pushes review.request's members as review_<name>; the review's subject and body are those XComs
+    result = EvaluationResult(
+        training_job_name="j",
+        data_uri="s3://b/d/",
+        evaluation_uri="s3://b/e.json",
+        accuracy=0.95,
+        pass_share_at_threshold=0.8,
+        accuracy_among_passed=None,
+    )
+    pushed = {f"review_{name}" for name in review.request(1, result, {}, None, None, "deploying", "ep")}
+    task = dag.get_task("review")
+    assert {(task.subject.operator.task_id, task.subject.key), (task.body.operator.task_id, task.body.key)} == {
+        ("gate", key) for key in pushed
+    }
+    # the tasks approve_version and reject_version pull from by id are in the DAG
+    assert {"gate", "review", "register_candidate"} <= set(dag.task_ids)
+    # the registration's extras (ClientToken, metrics, metadata) arrive as an XCom: they must be templated
+    register = dag.get_task("register_candidate")
+    assert isinstance(register, SageMakerRegisterModelVersionOperator) and "extras" in register.template_fields
+    assert register.upstream_task_ids == {"build_registration"}
+
+
 BROKEN_DAGS = {
     "import_error.py": """
         from airflow.sdk import dag

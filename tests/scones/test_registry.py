@@ -115,3 +115,83 @@ def test_prune_deletes_old_settled_versions_and_never_the_live_one() -> None:
     assert set(client.packages) == {arns[0], arns[3], arns[4]}
     assert registry.prune(client, "group", "ep", keep_last=2) == []  # idempotent
     assert [v["ModelPackageVersion"] for v in registry.versions(client, "group")] == [5, 4, 1]  # newest first
+
+
+def _aws_metadata_value(value: str) -> bool:
+    """AWS's CustomerMetadataValue: 1-256 characters of ^([\\p{L}\\p{Z}\\p{N}_.:\\/=+\\-@]*)$ (localcloud's
+    validator skips \\p{L} patterns, so the request tests cannot see this)."""
+    import unicodedata
+
+    allowed = all(unicodedata.category(c)[0] in "LZN" or c in "_.:/=+-@" for c in value)
+    return allowed and 1 <= len(value) <= 256
+
+
+def test_the_pattern_check_can_fail() -> None:
+    assert _aws_metadata_value("s3://bkt/models/j/output/evaluation.json") and _aws_metadata_value("0.945")
+    assert not _aws_metadata_value('["bicycle"]') and not _aws_metadata_value("")
+
+
+def test_metadata_values_satisfy_the_registrys_value_pattern() -> None:
+    bad = {k: v for k, v in METADATA.to_properties().items() if not _aws_metadata_value(v)}
+    assert bad == {}
+    assert METADATA.to_properties()["classes"] == "bicycle motorcycle"
+    assert registry.metadata_value("O'Brien, Ann") == "O-Brien- Ann" and _aws_metadata_value("O-Brien- Ann")
+
+
+def test_prune_counts_a_version_deleted_meanwhile_as_done_and_other_errors_propagate() -> None:
+    from tests.scones.helpers import client_error
+
+    class Racing(FakeRegistry):
+        """The first delete fails with `failure`; for ValidationException, someone else deleted the version after
+        the listing."""
+
+        failure, raced = "ValidationException", False
+
+        def delete_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
+            if not self.raced:
+                self.raced = True
+                self.packages.pop(ModelPackageName)
+                raise client_error(self.failure, "DeleteModelPackage", f"{ModelPackageName} does not exist")
+            return super().delete_model_package(ModelPackageName)
+
+    client = Racing()
+    arns = [client.add_version(n, "Rejected") for n in range(1, 5)]
+    assert registry.prune(client, "group", "ep", keep_last=1) == [arns[1], arns[0]]  # arns[2] went by itself
+    assert set(client.packages) == {arns[3]}
+
+    throttled = Racing()
+    throttled.failure = "ThrottlingException"
+    for n in range(1, 4):
+        throttled.add_version(n, "Rejected")
+    with pytest.raises(ClientError, match="Throttling"):
+        registry.prune(throttled, "group", "ep", keep_last=1)
+
+
+def test_versions_of_a_group_that_does_not_exist_yet_are_none() -> None:
+    from tests.scones.helpers import client_error
+
+    class NoGroup(FakeRegistry):
+        message = "Model Package Group group does not exist."
+
+        def get_paginator(self, name: str) -> Any:
+            from types import SimpleNamespace
+
+            def paginate(ModelPackageGroupName: str) -> Any:  # noqa: N803
+                raise client_error("ValidationException", "ListModelPackages", self.message)
+
+            return SimpleNamespace(paginate=paginate)
+
+    assert registry.versions(NoGroup(), "group") == []
+    assert registry.prune(NoGroup(), "group", "ep", keep_last=1) == []
+    other = NoGroup()
+    other.message = "1 validation error detected: Value at 'modelPackageGroupName' failed"
+    with pytest.raises(ClientError, match="validation error"):
+        registry.versions(other, "group")
+
+
+def test_a_reviewer_without_a_name_is_recorded_as_unknown() -> None:
+    client = FakeRegistry()
+    arn = client.add_version(1)
+    registry.settle(client, arn, registry.APPROVED, "ok", "")
+    assert client.packages[arn]["CustomerMetadataProperties"][registry.REVIEWER_PROPERTY] == "unknown"
+    assert client.packages[arn]["ModelApprovalStatus"] == "Approved"
