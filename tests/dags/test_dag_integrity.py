@@ -118,20 +118,13 @@ def test_the_gate_routes_to_tasks_that_exist_and_the_review_reads_what_the_gate_
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
 
     from include.scones import review, training_steps
-    from include.scones.records import EvaluationResult
+    from tests.scones.helpers import evaluation_result
 
     dag = dagbag.dags["scones_training_pipeline"]
     # gate_candidate returns these task ids (or None): they must be the gate's only direct downstream tasks
     assert dag.get_task("gate").downstream_task_ids == {training_steps.APPROVE_TASK, training_steps.REVIEW_TASK}
     # the gate pushes review.request's members as review_<name>; the review's subject and body are those XComs
-    result = EvaluationResult(
-        training_job_name="j",
-        data_uri="s3://b/d/",
-        evaluation_uri="s3://b/e.json",
-        accuracy=0.95,
-        pass_share_at_threshold=0.8,
-        accuracy_among_passed=None,
-    )
+    result = evaluation_result(accuracy_among_passed=None)
     pushed = {f"review_{name}" for name in review.request(1, result, {}, None, None, "deploying", "ep")}
     task = dag.get_task("review")
     assert {(task.subject.operator.task_id, task.subject.key), (task.body.operator.task_id, task.body.key)} == {

@@ -18,7 +18,7 @@ import numpy as np
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from include.scones.cifar import ARCHIVE_ROOT, FINE_LABEL_NAMES, CifarArchive, CifarSplit
-from include.scones.records import DeploymentRecord
+from include.scones.records import DeploymentRecord, EvaluationResult
 
 BICYCLE = FINE_LABEL_NAMES.index("bicycle")  # 8
 MOTORCYCLE = FINE_LABEL_NAMES.index("motorcycle")  # 48
@@ -395,3 +395,16 @@ class RegistryVersions:
     @staticmethod
     def describe_model(ModelName: str) -> dict[str, Any]:  # noqa: N803
         return {"ModelName": ModelName, "PrimaryContainer": {"Image": "i"}}  # deployed before the registry
+
+
+def evaluation_result(**overrides: Any) -> EvaluationResult:
+    """A candidate's scores as `evaluate` returns them; `overrides` change fields."""
+    fields: dict[str, Any] = {
+        "training_job_name": "scones-20250102-000000-bbbbbbbb",
+        "data_uri": "s3://bkt/datasets/ds1/",
+        "evaluation_uri": "s3://bkt/models/j/output/evaluation.json",
+        "accuracy": 0.955,
+        "pass_share_at_threshold": 0.82,
+        "accuracy_among_passed": 0.99,
+    }
+    return EvaluationResult(**(fields | overrides))

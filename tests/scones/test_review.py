@@ -5,17 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from include.scones import review
-from include.scones.records import EvaluationResult
-from tests.scones.helpers import deployment_record
+from tests.scones.helpers import deployment_record, evaluation_result
 
-RESULT = EvaluationResult(
-    training_job_name="scones-20250102-000000-bbbbbbbb",
-    data_uri="s3://bkt/datasets/ds1/",
-    evaluation_uri="s3://bkt/models/j/output/evaluation.json",
-    accuracy=0.955,
-    pass_share_at_threshold=0.82,
-    accuracy_among_passed=0.99,
-)
+RESULT = evaluation_result()
 METRICS: dict[str, Any] = {
     "images": 200,
     "threshold": 0.93,
