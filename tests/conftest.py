@@ -127,6 +127,11 @@ def logs(local_cloud: LocalCloud) -> Any:
     return local_cloud.client("logs")
 
 
+@pytest.fixture(scope="session")
+def cloudwatch(local_cloud: LocalCloud) -> Any:
+    return local_cloud.client("cloudwatch")
+
+
 ROLE_ARN = "arn:aws:iam::000000000000:role/scones-sagemaker-execution"
 PYTORCH_TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
 PYTORCH_INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"

@@ -115,10 +115,12 @@ PURE_PYTHON_INFERENCE = textwrap.dedent(
 )
 
 
-def pure_python_model_archive() -> bytes:
+def pure_python_model_archive(scale: int = 2, inference: str = PURE_PYTHON_INFERENCE) -> bytes:
+    """model.tar.gz of a pure-Python model: `weights.json` ({"scale": scale}) and `code/inference.py`."""
     buffer = io.BytesIO()
+    weights = json.dumps({"scale": scale}).encode()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in (("weights.json", b'{"scale": 2}'), ("code/inference.py", PURE_PYTHON_INFERENCE.encode())):
+        for name, data in (("weights.json", weights), ("code/inference.py", inference.encode())):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

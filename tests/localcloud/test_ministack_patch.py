@@ -132,7 +132,14 @@ def test_the_command_line_applies_checks_and_reports(
     assert patch.main([*site, "--check"]) == 1
     assert patch.main(site) == 0
     out = capsys.readouterr().out
-    assert "ministack patched: ministack/core/lambda_runtime.py, ministack/services/lambda_svc.py" in out
+    patched_line = next(line for line in out.splitlines() if line.startswith("ministack patched: "))
+    assert set(patched_line.removeprefix("ministack patched: ").split(", ")) == {
+        "ministack/core/lambda_runtime.py",
+        "ministack/services/lambda_svc.py",
+        "ministack/services/iam.py",
+        "ministack/services/s3.py",
+        "ministack/services/cloudwatch.py",
+    }
     assert "restart" not in out  # nothing runs, so there is nothing to restart
     assert patch.main(site) == 0
     assert "nothing to do, already patched" in capsys.readouterr().out
@@ -323,3 +330,33 @@ def test_a_running_ministack_is_told_to_restart(
     (cfg.run_dir / "ministack.pid").write_text(str(os.getpid()))  # a live process stands in for MiniStack
     assert patch.main(["--site-packages", str(pinned_copy)]) == 0
     assert f"MiniStack (pid {os.getpid()}) still runs the old code" in capsys.readouterr().out
+
+
+def test_an_alarm_watches_only_its_own_dimensions_and_missing_data_is_not_breaching(local_cloud: Any) -> None:
+    """cloudwatch-alarm-dimensions.patch: an alarm on one endpoint's errors does not trip on another endpoint's,
+    and with TreatMissingData=notBreaching it goes back to OK once its datapoints have left the evaluation range."""
+    cloudwatch = local_cloud.client("cloudwatch")
+    mine, theirs = f"patched-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+
+    def dimensions(endpoint: str) -> list[dict[str, str]]:
+        return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+
+    cloudwatch.put_metric_alarm(
+        AlarmName=mine, Namespace="Scones/PatchTest", MetricName="Errors", Dimensions=dimensions(mine),
+        Statistic="Sum", Period=10, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+    )  # fmt: skip
+
+    def put(endpoint: str) -> str:
+        cloudwatch.put_metric_data(
+            Namespace="Scones/PatchTest",
+            MetricData=[{"MetricName": "Errors", "Dimensions": dimensions(endpoint), "Value": 5}],
+        )
+        return str(cloudwatch.describe_alarms(AlarmNames=[mine])["MetricAlarms"][0]["StateValue"])
+
+    assert put(theirs) == "OK"  # another endpoint's errors; unpatched MiniStack says ALARM
+    assert put(mine) == "ALARM"
+    time.sleep(11)  # the datapoint leaves the 10 s range; the next evaluation finds nothing and treats it as OK
+    assert put(theirs) == "OK"
+    history = cloudwatch.describe_alarm_history(AlarmName=mine, HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+    assert any("treated as [NonBreaching]" in item["HistoryData"] for item in history)

@@ -94,6 +94,8 @@ class Fleet:
     pools: dict[str, VariantPool]
     data_capture: dict[str, Any] | None
     work_dir: Path
+    config_name: str = ""
+    metrics_by_config: bool = False  # publish the metrics with EndpointConfigName too (after a traffic shift)
 
     def choose(self, target_variant: str | None) -> VariantPool:
         if target_variant:
@@ -130,7 +132,14 @@ class FleetSupervisor:
         """Download, launch and health-check every instance; on any failure nothing is left running."""
         work_dir = self.ctx.work_dir("endpoints", name, f"{deployment['EndpointConfigName']}-{uuid.uuid4().hex[:8]}")
         capture = deployment.get("DataCaptureConfig")
-        fleet = Fleet(name, {}, capture if capture and capture.get("EnableCapture", False) else None, work_dir)
+        fleet = Fleet(
+            name,
+            {},
+            capture if capture and capture.get("EnableCapture", False) else None,
+            work_dir,
+            config_name=deployment["EndpointConfigName"],
+            metrics_by_config=bool(deployment.get("MetricsByConfig")),
+        )
         try:
             for spec in (VariantSpec(**v) for v in deployment["Variants"]):
                 # In the fleet before any process starts, so a failure half-way still stops them all.
