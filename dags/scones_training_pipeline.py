@@ -17,8 +17,9 @@ reason or the reviewer's note, and the champion keeps serving.
 | Evaluate | `build_model_requests` → `create_model` → `batch_transform_test_split` → `evaluate` → |
 | | `build_registration` → `register_candidate` |
 | Approve | `gate` → (`review`, approval=manual) → `approve_version`, or else `reject_version` |
-| Deploy | `create_serving_model` (from the version) → `create_endpoint_config` → `deploy_endpoint` (create, or |
-| | blue/green update) → `record_deployment`; then `prune_registry` |
+| Deploy | `create_serving_model` (from the version) → `create_endpoint_config` → `put_rollback_alarms` → |
+| | `deploy_endpoint` (create, or a guarded update: canary by default, rolled back on an alarm) → |
+| | `record_deployment`; then `prune_registry` |
 
 Runs weekly (`SCONES_TRAINING_SCHEDULE`, only ticks after the DAG is unpaused: unpausing starts nothing) or
 from the UI with Params; every Param's bounds are shown in the trigger form. The same file runs on AWS and on the
@@ -31,7 +32,6 @@ from datetime import timedelta
 
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointConfigOperator,
-    SageMakerEndpointOperator,
     SageMakerModelOperator,
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
@@ -40,8 +40,8 @@ from airflow.sdk import Asset, Param, TaskGroup, TriggerRule, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
-from include.scones.operators import RegisterModelVersionOperator, ReviewOperator
-from include.scones.params import PARAM_SCHEMAS
+from include.scones.operators import GuardedEndpointOperator, RegisterModelVersionOperator, ReviewOperator
+from include.scones.params import with_defaults
 from include.scones.review import ANSWER_KEY, NOTE_PARAM, NOTE_SCHEMA, REJECT
 from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
@@ -226,6 +226,21 @@ def reject_version(ti=None) -> str:
     )
 
 
+@task
+def put_rollback_alarms(run_plan: dict) -> list[str]:
+    """Create or update the alarms the rollout watches (5XX errors, model latency); a re-run leaves one of each."""
+    from include.scones import airflow_runtime, sagemaker_requests
+    from include.scones.records import RunPlan
+
+    cloudwatch = airflow_runtime.cloudwatch()
+    requests = sagemaker_requests.rollback_alarms(
+        RunPlan.from_xcom(run_plan), airflow_runtime.settings().latency_alarm_ms
+    )
+    for request in requests:
+        cloudwatch.put_metric_alarm(**request)
+    return [request["AlarmName"] for request in requests]
+
+
 @task(outlets=[Asset(name=ENDPOINT_ASSET_NAME)])
 def record_deployment(run_plan: dict, package_arn: str) -> dict:
     """Check the endpoint serves this run's version (the champion from now on) and publish the Asset."""
@@ -254,7 +269,10 @@ def prune_registry() -> list[str]:
     doc_md=__doc__,
     tags=["scones", "sagemaker", "training"],
     default_args=DEFAULT_ARGS,
-    params={name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()},
+    params={
+        name: Param(**schema)
+        for name, schema in with_defaults({"bake_seconds": PARSE_TIME.rollout_bake_seconds}).items()
+    },
 )
 def scones_training_pipeline() -> None:
     # One TaskGroup per stage, so the graph reads Plan → ETL → Train → Evaluate → Deploy; task ids keep no prefix.
@@ -310,7 +328,13 @@ def scones_training_pipeline() -> None:
         endpoint_config = SageMakerEndpointConfigOperator(
             task_id="create_endpoint_config", config=model_requests["endpoint_config"], aws_conn_id=AWS_CONN_ID
         )
-        deploy = SageMakerEndpointOperator(task_id="deploy_endpoint", config=model_requests["endpoint"], **SAGEMAKER)
+        alarms = put_rollback_alarms(run_plan)
+        deploy = GuardedEndpointOperator(
+            task_id="deploy_endpoint",
+            config=model_requests["endpoint"],
+            model_package_arn=register.output,
+            **SAGEMAKER,
+        )
         recorded = record_deployment(run_plan, register.output)
         pruned = prune_registry()
 
@@ -318,7 +342,7 @@ def scones_training_pipeline() -> None:
     chain(create_model, batch_transform, result)
     chain(decision, [review, approved])
     chain(review, approved, rejected)
-    chain(serving_model, endpoint_config, deploy, recorded)
+    chain(serving_model, endpoint_config, alarms, deploy, recorded)
     chain([recorded, rejected], pruned)
 
 

@@ -33,6 +33,13 @@ def sagemaker_hook() -> Any:
     return SageMakerHook(aws_conn_id=aws_conn_id())
 
 
+def cloudwatch() -> Any:
+    """A CloudWatch client on the connection (the rollback alarms)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=aws_conn_id(), client_type="cloudwatch").conn
+
+
 def lambda_hook() -> Any:
     from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 

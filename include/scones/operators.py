@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointOperator,
+    SageMakerRegisterModelVersionOperator,
+)
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk.exceptions import AirflowFailException
 
+from include.scones import registry, rollout
 from include.scones.review import ANSWER_KEY
 
 if TYPE_CHECKING:
@@ -31,3 +36,28 @@ class ReviewOperator(ApprovalOperator):
             answer = {k: event.get(k) for k in ("chosen_options", "params_input", "responded_by_user")}
             context["ti"].xcom_push(key=ANSWER_KEY, value=answer)
         return super().execute_complete(context, event)
+
+
+class GuardedEndpointOperator(SageMakerEndpointOperator):
+    """The provider's endpoint operator, failing when SageMaker's deployment guardrails rolled the update back.
+    Its waiter ends on InService either way; after a rollback the endpoint runs the old config, and SageMaker's
+    FailureReason names the alarm. The version that was rolled back is then Rejected with that reason, and the
+    failure is final (no retry: the same version would trip the same alarm)."""
+
+    template_fields: Sequence[str] = (*SageMakerEndpointOperator.template_fields, "model_package_arn")
+
+    def __init__(self, *, model_package_arn: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_package_arn = model_package_arn
+
+    def execute(self, context: Context) -> dict:
+        result = super().execute(context)
+        asked = self.config.get("Endpoint", self.config)["EndpointConfigName"]
+        try:
+            rollout.check_deployed(result["Endpoint"], asked)
+        except rollout.RolledBack as rolled_back:
+            reason = f"Rolled back by the deployment guardrails: {result['Endpoint'].get('FailureReason', '')}"
+            registry.settle(self.hook.conn, self.model_package_arn, registry.REJECTED, reason, "guardrails")
+            raise AirflowFailException(str(rolled_back)) from rolled_back
+        self.log.info("endpoint %s now runs %s", result["Endpoint"]["EndpointName"], asked)
+        return result

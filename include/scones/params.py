@@ -182,6 +182,35 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "comparison with the live model decide. manual: after those rules pass, a reviewer approves or rejects it "
         "in the UI; no answer within the review timeout rejects it.",
     ),  # fmt: skip
+    "rollout": _choice(
+        "canary",
+        {
+            "canary": "canary: a share of the traffic first, bake, then all of it",
+            "linear": "linear: the traffic in equal steps, each baked",
+            "all_at_once": "all_at_once: all the traffic at once, then bake",
+        },
+        "Rollout",
+        "How an update shifts traffic to the new version (SageMaker deployment guardrails). Every bake watches the "
+        "5XX-errors and model-latency alarms; one in ALARM rolls back to the live version. The first deployment of "
+        "the endpoint has nothing to shift from and goes all at once.",
+    ),  # fmt: skip
+    "rollout_percent": _numeric(
+        20,
+        "integer",
+        "Canary or step size (%)",
+        "The share of traffic the canary gets, or each linear step adds.",
+        minimum=10,
+        maximum=50,
+    ),  # fmt: skip
+    "bake_seconds": _numeric(
+        300,
+        "integer",
+        "Bake time (s)",
+        "How long each traffic step, and the final bake on all the traffic, runs with the alarms watched. "
+        "SCONES_ROLLOUT_BAKE_SECONDS sets this default.",
+        minimum=0,
+        maximum=3600,
+    ),  # fmt: skip
     "capture_percentage": _numeric(
         100,
         "integer",
@@ -217,10 +246,19 @@ class TrainingParams:
     min_accuracy: float
     confidence_threshold: float
     approval: str
+    rollout: str
+    rollout_percent: int
+    bake_seconds: int
     capture_percentage: int
 
     def hyperparameters(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in HYPERPARAMETERS}
+
+
+def with_defaults(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """PARAM_SCHEMAS with some defaults replaced (the DAG's, from parse-time settings such as the bake time)."""
+    return {name: schema | ({"default": overrides[name]} if name in overrides else {}) for name, schema in
+            PARAM_SCHEMAS.items()}  # fmt: skip
 
 
 def defaults() -> dict[str, Any]:

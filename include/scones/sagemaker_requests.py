@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from include.scones import rollout
 from include.scones.records import CandidateMetadata, EvaluationResult, RunPlan
 
 PROJECT_TAG = {"Key": "project", "Value": "scones-unlimited"}
@@ -189,5 +190,20 @@ def endpoint_config(plan: RunPlan) -> dict[str, Any]:
 
 
 def endpoint(plan: RunPlan) -> dict[str, Any]:
-    """CreateEndpoint (the operator switches to UpdateEndpoint, a blue/green swap, when it already exists)."""
-    return {"EndpointName": plan.endpoint_name, "EndpointConfigName": plan.name, "Tags": [PROJECT_TAG]}
+    """CreateEndpoint (the operator switches to UpdateEndpoint when it already exists), with the DeploymentConfig
+    of the run's rollout Params: CreateEndpoint only stores it, and the update shifts traffic as it says."""
+    params = plan.params
+    alarms = rollout.alarm_names(plan.endpoint_name).all()
+    return {
+        "EndpointName": plan.endpoint_name,
+        "EndpointConfigName": plan.name,
+        "DeploymentConfig": rollout.deployment_config(
+            params.rollout, params.rollout_percent, params.bake_seconds, alarms
+        ),
+        "Tags": [PROJECT_TAG],
+    }
+
+
+def rollback_alarms(plan: RunPlan, latency_ms: float) -> list[dict[str, Any]]:
+    """PutMetricAlarm requests for the alarms the endpoint's DeploymentConfig names."""
+    return rollout.alarm_requests(plan.endpoint_name, VARIANT_NAME, latency_ms)

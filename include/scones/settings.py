@@ -78,6 +78,8 @@ class Settings(_Model):
     # many of its newest versions pruning keeps besides the live one (include/scones/registry.py).
     model_package_group: str = "scones-vehicle-classifier"
     registry_keep_last: int = Field(5, ge=1)
+    # The rollout's model-latency alarm: ModelLatency above this average over a minute rolls an update back.
+    latency_alarm_ms: float = Field(1000.0, gt=0)
     # A role name (resolved against the caller's account) or a full role ARN.
     sagemaker_role: str = "scones-sagemaker-execution"
     # Empty means "the AWS Deep Learning Container for the connection's region" (see include/scones/images.py).
@@ -116,6 +118,8 @@ class ParseTimeSettings(_Model):
     workflow_schedule: str = "@hourly"
     # approval=manual: how long the review waits for a person; then the version is rejected (the run succeeds).
     review_timeout_hours: float = Field(24.0, gt=0)
+    # The rollout's default bake time (the bake_seconds Param); the demo and tests lower it.
+    rollout_bake_seconds: int = Field(300, ge=0, le=3600)
 
 
 VARIABLE_NAMES = Settings.variable_names()

@@ -40,6 +40,9 @@ def test_defaults_validate() -> None:
         approval="auto",
         min_accuracy=0.9,
         confidence_threshold=0.93,
+        rollout="canary",
+        rollout_percent=20,
+        bake_seconds=300,
         capture_percentage=100,
     )
     assert validate(defaults()) == params
@@ -210,3 +213,17 @@ def test_approval_is_auto_or_manual() -> None:
     assert validate({"approval": "manual"}).approval == "manual"
     with pytest.raises(InvalidParams, match="approval: 'sometimes' is not one of"):
         validate({"approval": "sometimes"})
+
+
+def test_the_dag_s_bake_default_comes_from_parse_time_settings() -> None:
+    from include.scones.params import PARAM_SCHEMAS, with_defaults
+
+    schemas = with_defaults({"bake_seconds": 5})
+    assert schemas["bake_seconds"]["default"] == 5 and PARAM_SCHEMAS["bake_seconds"]["default"] == 300
+    assert {k: v for k, v in schemas.items() if k != "bake_seconds"} == {
+        k: v for k, v in PARAM_SCHEMAS.items() if k != "bake_seconds"
+    }
+    with pytest.raises(InvalidParams, match="rollout_percent"):
+        validate({"rollout_percent": 60})  # a canary of more than half, or linear steps outside 10-50%
+    with pytest.raises(InvalidParams, match="rollout"):
+        validate({"rollout": "rolling"})

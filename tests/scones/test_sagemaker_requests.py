@@ -157,8 +157,51 @@ def test_model_transform_and_endpoint() -> None:
     assert requests.endpoint(plan) == {
         "EndpointName": "scones-vehicle-classifier",
         "EndpointConfigName": NAME,
+        "DeploymentConfig": {  # the default rollout: a 20% canary, baked 5 minutes, then 5 more on all traffic
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 300,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 20},
+                },
+                "TerminationWaitInSeconds": 300,
+                "MaximumExecutionTimeoutInSeconds": 1200,
+            },
+            "AutoRollbackConfiguration": {
+                "Alarms": [
+                    {"AlarmName": "scones-vehicle-classifier-5xx-errors"},
+                    {"AlarmName": "scones-vehicle-classifier-model-latency"},
+                ]
+            },
+        },
         "Tags": [{"Key": "project", "Value": "scones-unlimited"}],
     }
+
+
+def test_the_rollout_params_choose_the_traffic_shift_and_the_alarms_name_the_endpoint() -> None:
+    linear = requests.endpoint(make_plan(rollout="linear", rollout_percent=30, bake_seconds=10))["DeploymentConfig"]
+    routing = linear["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 10,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 30},
+    }
+    assert linear["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] == 640  # 3 steps + final, + start
+    at_once = requests.endpoint(make_plan(rollout="all_at_once", bake_seconds=0))["DeploymentConfig"]
+    assert at_once["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
+        "Type": "ALL_AT_ONCE",
+        "WaitIntervalInSeconds": 0,
+    }
+    assert at_once["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] == 600  # AWS's minimum
+    errors, latency = requests.rollback_alarms(make_plan(), latency_ms=250)
+    assert errors["MetricName"] == "Invocation5XXErrors" and errors["Statistic"] == "Sum" and errors["Threshold"] == 1
+    assert latency["MetricName"] == "ModelLatency" and latency["Threshold"] == 250_000  # microseconds
+    for alarm in (errors, latency):
+        assert alarm["Namespace"] == "AWS/SageMaker" and alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["Dimensions"] == [
+            {"Name": "EndpointName", "Value": "scones-vehicle-classifier"},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
 
 
 def test_endpoint_config_captures_everything() -> None:
