@@ -3,7 +3,7 @@ against the local cloud (started if needed), print a Markdown table and write `b
 `benchmarks/latest.md`.
 
     .venv/bin/python benchmarks/bench.py                        # everything (8 minutes on a quiet machine)
-    .venv/bin/python benchmarks/bench.py --only endpoint,workflow
+    .venv/bin/python benchmarks/bench.py --only endpoint,rollout
     BENCH_DEMO=0 make bench                                     # or --skip demo: reuse the last demo figure
 
 A section this run does not measure (or fails to) is carried over from the previous latest.json, marked
@@ -30,6 +30,7 @@ from benchmarks import (  # noqa: E402
     endpoint_bench,
     model_bench,
     report_bench,
+    rollout_bench,
     workflow_bench,
 )
 from benchmarks.context import BENCH_DIR, BenchContext, load_average, log, utc_now  # noqa: E402
@@ -39,11 +40,12 @@ PARTS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "model": model_bench.run,
     "endpoint": endpoint_bench.run,
     "workflow": workflow_bench.run,
+    "rollout": rollout_bench.run,
     "report": report_bench.run,
     "dags": dag_parse_bench.run,
     "demo": demo_bench.run,
 }
-NEEDS_ENDPOINT = {"endpoint", "workflow"}
+NEEDS_ENDPOINT = {"endpoint", "workflow", "rollout"}
 
 
 def selected_parts(only: str | None, skip: str | None, environ: dict[str, str]) -> list[str]:

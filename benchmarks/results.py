@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("model", "endpoint", "workflow", "report", "dags", "demo")
+SECTIONS = ("model", "endpoint", "workflow", "rollout", "report", "dags", "demo")
 
 # Dotted paths every complete result has (issue #7's "keys, at least", plus what the table needs). `dags.files`
 # is checked separately: one entry per DAG file, whatever the files are called.
@@ -34,6 +34,7 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
         "noop_execution_ms_p50",
         "ratio_to_noop_p50",
     ),
+    "rollout": ("update_to_full_traffic_seconds", "alarm_to_rollback_seconds", "canary_bake_seconds"),
     "report": ("records", "seconds", "peak_rss_mb"),
     "dags": ("files", "airflow_import_seconds", "max_parse_seconds"),
     "demo": ("wall_seconds", "measured_at"),
@@ -183,6 +184,22 @@ ROWS: tuple[Row, ...] = (
     Row("workflow", "noop_execution_ms_p50", "no-op machine p50 (engine floor)", " ms", 0),
     Row("workflow", "ratio_to_noop_p50", "execution p50 / no-op p50", "×", 2, limit=1.2),
     Row("workflow", "succeeded_share", "share SUCCEEDED (the rest: low confidence)", digits=3),
+    Row(
+        "rollout",
+        "update_to_full_traffic_seconds",
+        "UpdateEndpoint → all traffic on the new fleet (canary 20 %, 5 s bake)",
+        " s",
+        2,
+    ),
+    Row(
+        "rollout",
+        "update_to_full_traffic_beyond_bakes_seconds",
+        "of which beyond the bake (fleet start, shift)",
+        " s",
+        2,
+    ),
+    Row("rollout", "alarm_to_rollback_seconds", "alarm in ALARM → rolled back, p50", " s", 2),
+    Row("rollout", "alarm_to_rollback_max_seconds", "alarm in ALARM → rolled back, max", " s", 2),
     Row("report", "seconds", "report from 100,000 records", " s", limit=15.0),
     Row("report", "peak_rss_mb", "peak RSS", " MB", 0, limit=500.0),
     Row("dags", "airflow_import_seconds", "baseline: `import airflow.sdk` (not counted)", " s", 3),

@@ -8,7 +8,7 @@ Two modes, chosen with the Param **mode** (`choose_mode` runs one branch and ski
   (billed per hour on AWS), every endpoint config and model the training DAG created for it
   (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, `…-serving`), so the next training run deploys from scratch, and the Model
   Registry's rejected and superseded versions beyond the newest `SCONES_REGISTRY_KEEP_LAST` (the group and those
-  versions stay: the record of what was trained and decided).
+  versions stay: the record of what was trained and decided), and the two CloudWatch alarms the rollout watches.
 - **prune**: the endpoint and the workflow keep running. Keeps the config the endpoint serves (and the one an
   update is deploying), the models it serves, and the newest **keep_last** other configs with their models
   (rollback candidates); deletes every other endpoint config and model made for this endpoint, and prunes the
@@ -48,17 +48,18 @@ def choose_mode(params: dict | None = None) -> str:
 
 @task
 def delete_endpoint_and_models() -> dict:
-    """Endpoint first (and wait until it is gone), then configs, models and old registry versions."""
+    """Endpoint first (and wait until it is gone), then configs, models, old registry versions and the alarms."""
     from include.scones import airflow_runtime, teardown
 
     settings = airflow_runtime.settings()
-    return teardown.teardown(
+    deleted = teardown.teardown(
         airflow_runtime.sagemaker_hook().conn,
         endpoint_name=settings.endpoint_name,
         package_group=settings.model_package_group,
         keep_versions=settings.registry_keep_last,
         poll_s=POLL_SECONDS,
     )
+    return deleted | {"alarms": teardown.delete_alarms(airflow_runtime.cloudwatch(), settings.endpoint_name)}
 
 
 @task

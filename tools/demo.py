@@ -42,6 +42,8 @@ BURST_RATE_PER_S = 10.0
 def airflow_environment(cfg: LocalCloudConfig) -> dict[str, str]:
     return airflow_local.environment(cfg) | {
         "SCONES_POLL_SECONDS": os.environ.get("SCONES_POLL_SECONDS") or "5",
+        # A canary baked for seconds, not the default five minutes, so a retraining demo stays short.
+        "SCONES_ROLLOUT_BAKE_SECONDS": os.environ.get("SCONES_ROLLOUT_BAKE_SECONDS") or "10",
         # The local cloud writes captures within seconds; AWS needs the default 15-minute delivery lag.
         "SCONES_REPORT_LAG_MINUTES": os.environ.get("SCONES_REPORT_LAG_MINUTES") or "0",
     }

@@ -1,7 +1,8 @@
 """Delete what the training DAG pays for: the endpoint (billed per hour), then the endpoint configs and models
 it created (free, but clutter), and the Model Registry's rejected and superseded versions beyond the newest
 SCONES_REGISTRY_KEEP_LAST (the group and those versions stay, as the history of what was trained and decided).
-Training data, artifacts and reports in S3 stay; training and transform jobs cannot be deleted in SageMaker.
+The CloudWatch alarms the rollout watches go with the endpoint. Training data, artifacts and reports in S3
+stay; training and transform jobs cannot be deleted in SageMaker.
 
 Only resources named like a run id (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, and `...-serving` for the model made from
 the approved version) AND tagged for this endpoint (`scones:endpoint`, set by the training DAG) are touched, so
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.scones import registry
+from include.scones import registry, rollout
 from include.scones.params import allowed_range, checked_values
 from include.scones.sagemaker_requests import ENDPOINT_TAG_KEY, PROJECT_TAG
 from include.scones.state_machine_deploy import find_state_machine
@@ -169,6 +170,17 @@ def teardown(sagemaker_client: Any, endpoint_name: str, package_group: str, keep
     deleted["model_packages"] = registry.prune(sagemaker_client, package_group, endpoint_name, keep_versions)
     log.info("deleted %s", {kind: len(names) for kind, names in deleted.items()})
     return deleted
+
+
+def delete_alarms(cloudwatch_client: Any, endpoint_name: str) -> list[str]:
+    """The rollback alarms the training DAG put (billed per alarm-month); only those that exist, so a second call
+    deletes nothing and never fails on a missing one."""
+    names = rollout.alarm_names(endpoint_name).all()
+    found = [a["AlarmName"] for a in cloudwatch_client.describe_alarms(AlarmNames=names)["MetricAlarms"]]
+    if found:
+        cloudwatch_client.delete_alarms(AlarmNames=found)
+    log.info("deleted alarms %s", found)
+    return found
 
 
 # --- mode prune: the decision -------------------------------------------------------------------------------------

@@ -138,6 +138,23 @@ def test_the_gate_routes_to_tasks_that_exist_and_the_review_reads_what_the_gate_
     assert register.upstream_task_ids == {"build_registration"}
 
 
+def test_the_deploy_step_is_guarded_by_the_alarms_it_names(dagbag) -> None:
+    from include.scones.operators import GuardedEndpointOperator
+    from include.scones.params import PARAM_SCHEMAS
+
+    dag = dagbag.dags["scones_training_pipeline"]
+    deploy = dag.get_task("deploy_endpoint")
+    # the alarms exist before UpdateEndpoint names them (SageMaker refuses an alarm it cannot find)
+    assert isinstance(deploy, GuardedEndpointOperator)
+    assert deploy.upstream_task_ids == {"put_rollback_alarms", "build_model_requests", "register_candidate"}
+    assert dag.get_task("put_rollback_alarms").upstream_task_ids == {"create_endpoint_config", "plan"}
+    # the version it rejects on a rollback is the one this run registered, resolved at run time
+    assert "model_package_arn" in deploy.template_fields
+    assert dag.get_task("record_deployment").upstream_task_ids == {"deploy_endpoint", "plan", "register_candidate"}
+    assert set(PARAM_SCHEMAS["rollout"]["enum"]) == {"all_at_once", "canary", "linear"}
+    assert dag.params["rollout"] == "canary" and dag.params["rollout_percent"] == 20
+
+
 BROKEN_DAGS = {
     "import_error.py": """
         from airflow.sdk import dag

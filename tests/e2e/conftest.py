@@ -37,6 +37,8 @@ def scones_settings(mirror: CifarMirror, cache_dir: Path, bucket: str) -> dict[s
         "SCONES_CACHE_DIR": str(cache_dir),
         "SCONES_BUCKET": bucket,
         "SCONES_POLL_SECONDS": "2",
+        # Canary bakes of seconds, not minutes: an update waits for its bake and its final bake.
+        "SCONES_ROLLOUT_BAKE_SECONDS": "3",
         # The local cloud flushes captures within seconds; AWS needs the default 15 minutes.
         "SCONES_REPORT_LAG_MINUTES": "0",
     }

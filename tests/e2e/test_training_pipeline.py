@@ -1,21 +1,27 @@
 """The training DAG end to end on the local cloud: real HTTP download of a CIFAR-format mirror, real S3
 (MiniStack), real training, batch transform and hosting (local SageMaker), run through dag.test().
 
-Three runs show every automatic path (approval=auto): a first deploy (create), a challenger the gate rejects
-(floor), and a retrain that replaces the live version (blue/green update), each a version in the Model Registry.
-Then the registry is pruned and the teardown DAG removes what costs money. The human approval path runs against
-a real scheduler and API server in tests/ui/test_approval.py."""
+Three runs show the automatic paths (approval=auto), each a version in the Model Registry: a first deploy
+(create); a broken challenger that the gate approves and the deployment guardrails roll back during its canary,
+when a real 5XX burst trips the DAG's alarm; and a challenger the gate rejects (floor), whose run prunes the
+registry. Then the teardown DAG removes what costs money. A guarded update that succeeds runs in
+tests/ui/test_approval.py, against a real scheduler and API server, as does the human approval path."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import io
 import json
+import shutil
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from include.scones import registry
+from include.scones import registry, training_steps
 from include.scones.manifests import parse_lst
 from include.scones.records import DeploymentRecord, RunPlan
 from tests.localcloud.helpers import wait_for
@@ -56,9 +62,90 @@ def _version(run: Any, sagemaker: Any) -> dict[str, Any]:
     return dict(sagemaker.describe_model_package(ModelPackageName=arn))
 
 
+def _broken_model_code(tmp_path: Path) -> Path:
+    """A copy of include/model whose predict_fn raises on an image that is not 32x32 (input_fn marks it)."""
+    code = tmp_path / "broken-model"
+    shutil.copytree(training_steps.MODEL_CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    with (code / "inference.py").open("a") as source:
+        source.write(BROKEN_SERVING_HOOKS)
+    return code
+
+
+BROKEN_SERVING_HOOKS = """
+
+# --- deliberately broken (tests/e2e/test_training_pipeline.py): predict_fn raises on a non-32x32 image ---
+_input_fn, _predict_fn = input_fn, predict_fn
+
+
+def input_fn(request_body, content_type):
+    with Image.open(io.BytesIO(bytes(request_body))) as image:
+        size = image.size
+    return (_input_fn(request_body, content_type), size)
+
+
+def predict_fn(input_data, model):
+    batch, size = input_data
+    if size != (32, 32):
+        raise RuntimeError(f"broken challenger: cannot handle a {size[0]}x{size[1]} image")
+    return _predict_fn(batch, model)
+"""
+
+
+def _resized(png: bytes, side: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").resize((side, side)).save(out, format="PNG")
+    return out.getvalue()
+
+
+class CanaryTraffic:
+    """A client in a background thread: while the endpoint is Updating (a guarded update's bakes), it invokes it
+    every 50 ms with `body` and counts the answers and the errors."""
+
+    def __init__(self, runtime: Any, sagemaker: Any, body: bytes) -> None:
+        self.runtime, self.sagemaker, self.body = runtime, sagemaker, body
+        self.served = self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, daemon=True)
+
+    def __enter__(self) -> CanaryTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _send(self) -> None:
+        while not self._stop.wait(0.5 if self._status() != "Updating" else 0.05):
+            if self._status() != "Updating":
+                continue
+            try:
+                self.runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="image/png", Body=self.body)
+                self.served += 1
+            except Exception:  # the canary's 5XX (ModelError), which the test expects
+                self.errors += 1
+
+    def _status(self) -> str:
+        try:
+            return str(self.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"])
+        except Exception:
+            return ""
+
+
 def test_training_pipeline_deploys_gates_updates_and_tears_down(
-    scones_env: dict, airflow_db: None, s3: Any, sagemaker: Any, runtime: Any, local_cloud: Any, monkeypatch: Any
+    scones_env: dict,
+    airflow_db: None,
+    s3: Any,
+    sagemaker: Any,
+    runtime: Any,
+    local_cloud: Any,
+    monkeypatch: Any,
+    tmp_path: Path,
 ) -> None:
+    from tests.reliability.dag_runs import run_dag  # imports this module
+
     # --- run 1: first deploy -------------------------------------------------------------------------------
     first = _run("scones_training_pipeline", FAST)
     states = _states(first)
@@ -160,42 +247,57 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert record["endpointInput"]["encoding"] == "BASE64"
     assert record["endpointOutput"]["encoding"] == "JSON" and json.loads(record["endpointOutput"]["data"]) == served
 
-    # --- run 2: a challenger below the floor is trained and evaluated but not deployed ---------------------
+    # --- run 2: a broken challenger is approved, deployed as a canary and rolled back by the 5XX alarm ---------
+    # Same training code and recipe (so the gate passes it), but its predict_fn raises on any image that is not
+    # 32x32: the test split is 32x32, so evaluation is unaffected; during the canary a client sends 64x64 images.
     time.sleep(1)  # run names carry the second
-    second = _run("scones_training_pipeline", FAST | {"min_accuracy": 1.0})
-    states = _states(second)
-    assert str(second.state) == "success", states
+    monkeypatch.setattr(training_steps, "package_code", functools.partial(training_steps.package_code,
+                        code_dir=_broken_model_code(tmp_path)))  # fmt: skip
+    with CanaryTraffic(runtime, sagemaker, _resized(image, 64)) as traffic:
+        broken = run_dag("scones_training_pipeline", FAST | {"bake_seconds": 20})
+    monkeypatch.undo()
+    states = broken.states
+    assert str(broken.run.state) == "failed" and states["deploy_endpoint"] == "failed", states
+    assert states["record_deployment"] == "upstream_failed", states
+    alarm = f"{ENDPOINT}-5xx-errors"
+    # the task log says why: the deployment was rolled back, by which alarm, and what still serves
+    assert f"was rolled back: Deployment rolled back: CloudWatch alarm {alarm} went to ALARM" in broken.log
+    assert f"The endpoint still serves {plan['name']}" in broken.log
+    assert traffic.errors and traffic.served  # the canary failed some requests; the champion answered the rest
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == plan["name"]
+    assert alarm in endpoint["FailureReason"] and "PendingDeploymentSummary" not in endpoint
+    reply = runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="image/png", Body=_resized(image, 64))
+    assert len(json.loads(reply["Body"].read())) == 2  # the champion answers the image the challenger failed on
+    assert registry.live_deployment(sagemaker, ENDPOINT) == deployment  # recorded as the champion still
+    rolled_back = _version(broken.run, sagemaker)
+    assert rolled_back["ModelApprovalStatus"] == "Rejected"
+    assert rolled_back["ApprovalDescription"].startswith("Rolled back by the deployment guardrails: Deployment rolled")
+    assert alarm in rolled_back["ApprovalDescription"]
+    assert rolled_back["CustomerMetadataProperties"][registry.REVIEWER_PROPERTY] == "guardrails"
+
+    # --- run 3: a challenger below the floor is trained and evaluated but not deployed ---------------------
+    # Keeping one version, its prune_registry deletes run 2's (rolled back) version, keeps its own (the newest)
+    # and the live one.
+    time.sleep(1)
+    monkeypatch.setenv("SCONES_REGISTRY_KEEP_LAST", "1")
+    third = _run("scones_training_pipeline", FAST | {"min_accuracy": 1.0})
+    monkeypatch.delenv("SCONES_REGISTRY_KEEP_LAST")
+    states = _states(third)
+    assert str(third.state) == "success", states
     assert states["reject_version"] == "success" and states["approve_version"] == "skipped"
     deploy_tasks = ("create_serving_model", "create_endpoint_config", "deploy_endpoint", "record_deployment")
     assert {states[t] for t in deploy_tasks} == {"skipped"}
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == plan["name"]
-    rejected = _version(second, sagemaker)
+    rejected = _version(third, sagemaker)
     assert rejected["ModelApprovalStatus"] == "Rejected"
     assert rejected["ApprovalDescription"].startswith("Rejected by the gate: not deploying: accuracy")
     assert registry.live_deployment(sagemaker, ENDPOINT) == deployment  # the champion is unchanged
-
-    # --- run 3: same recipe as run 1 (seeded, so equal accuracy) replaces the live model -----------------
-    # Keeping one version, its prune_registry deletes run 1's (superseded) and run 2's (rejected) versions.
-    time.sleep(1)
-    monkeypatch.setenv("SCONES_REGISTRY_KEEP_LAST", "1")
-    third = _run("scones_training_pipeline", FAST)
-    monkeypatch.delenv("SCONES_REGISTRY_KEEP_LAST")
-    assert str(third.state) == "success", _states(third)
-    third_plan = third.get_task_instance("plan").xcom_pull(task_ids="plan")
-    assert _states(third)["record_deployment"] == "success"
-    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == third_plan["name"]
-    assert len(sagemaker.list_endpoints(NameContains=ENDPOINT)["Endpoints"]) == 1
-    live = registry.live_deployment(sagemaker, ENDPOINT)
-    assert (
-        live is not None
-        and live.run_name == third_plan["name"]
-        and live.model_package_version > version["ModelPackageVersion"]
-    )
+    live = deployment
     pruned = set(third.get_task_instance("prune_registry").xcom_pull(task_ids="prune_registry"))
-    assert {version["ModelPackageArn"], rejected["ModelPackageArn"]} <= pruned
+    assert pruned == {rolled_back["ModelPackageArn"]}
     remaining = {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}
-    assert live.model_package_arn in remaining and not remaining & pruned
+    assert {version["ModelPackageArn"], rejected["ModelPackageArn"]} <= remaining and not remaining & pruned
     # Unchanged code and data were reused, not uploaded again.
     assert third.get_task_instance("package_code").xcom_pull(task_ids="package_code") == first.get_task_instance(
         "package_code"
@@ -208,6 +310,8 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert sagemaker.list_endpoint_configs(NameContains="scones-")["EndpointConfigs"] == []
     assert sagemaker.list_models(NameContains="scones-")["Models"] == []
     assert live.model_package_arn in {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}  # history
+    alarms = local_cloud.client("cloudwatch").describe_alarms(AlarmNamePrefix=ENDPOINT)["MetricAlarms"]
+    assert alarms == []  # the rollback alarms cost money on AWS: they go with the endpoint
     assert not [m for m in local_cloud.client("stepfunctions").list_state_machines()["stateMachines"]
                 if m["name"] == "scones-image-classification"]  # fmt: skip
     assert not [f for f in local_cloud.client("lambda").list_functions()["Functions"]

@@ -24,6 +24,7 @@ IAM_PREFIX = {
     "stepfunctions": "states",
     "sts": "sts",
     "logs": "logs",
+    "cloudwatch": "cloudwatch",
 }
 
 # S3 authorises several API operations under another action's name (S3 user guide, "Amazon S3 actions").
@@ -75,8 +76,14 @@ OPERATOR_ACTIONS = {
         "sagemaker:CreateModelPackageGroup", "sagemaker:CreateModelPackage", "sagemaker:DeleteModelPackageGroup",
     ),
 }  # fmt: skip
-# include/scones/operators.py's subclass, which the DAG names, changes only which fields are templated.
+# include/scones/operators.py's subclasses, which the DAG names: the registration changes only which fields are
+# templated; the guarded deploy settles a rolled-back version (registry.py's calls, scanned there), and an update
+# that names rollback alarms needs DescribeAlarms on them (aws-contracts-2.md §2.1: SageMaker reads their state).
 OPERATOR_ACTIONS["RegisterModelVersionOperator"] = OPERATOR_ACTIONS["SageMakerRegisterModelVersionOperator"]
+OPERATOR_ACTIONS["GuardedEndpointOperator"] = (
+    *OPERATOR_ACTIONS["SageMakerEndpointOperator"],
+    "cloudwatch:DescribeAlarms",
+)
 
 # Operations whose request carries a role the service will assume: the caller needs iam:PassRole on it.
 PASSES_ROLE = {"lambda:CreateFunction", "lambda:UpdateFunctionConfiguration", "states:CreateStateMachine",

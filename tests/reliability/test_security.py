@@ -237,7 +237,7 @@ def test_the_scanner_finds_planted_credentials_and_allows_only_placeholders(tmp_
 
 # --- IAM policies for AWS mode -------------------------------------------------------------------------------
 AIRFLOW_SOURCES = ("dags", "include/scones", "plugins")
-AIRFLOW_SERVICES = ("s3", "sagemaker", "lambda", "stepfunctions", "sts", "logs")
+AIRFLOW_SERVICES = ("s3", "sagemaker", "lambda", "stepfunctions", "sts", "logs", "cloudwatch")
 NOT_RUN_BY_AIRFLOW = ("include/scones/load_generator.py",)  # a CLI tool, run with the operator's own credentials
 # The Lambda service writes a function's logs with the function's role (AWSLambdaBasicExecutionRole's actions).
 LAMBDA_PLATFORM_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
@@ -263,7 +263,7 @@ WILDCARD_ONLY = {
 # What a resource of this project looks like in a policy (placeholders SCONES_BUCKET, REGION, ACCOUNT).
 PROJECT_RESOURCE = re.compile(
     r"arn:aws:s3:::SCONES_BUCKET(/.*)?"
-    r"|arn:aws:(sagemaker|lambda|states):REGION:ACCOUNT:[A-Za-z-]+[:/]scones-[\w*:-]*(/\*)?"
+    r"|arn:aws:(sagemaker|lambda|states|cloudwatch):REGION:ACCOUNT:[A-Za-z-]+[:/]scones-[\w*:-]*(/\*)?"
     r"|arn:aws:iam::ACCOUNT:role/scones-[\w-]+"
     r"|arn:aws:logs:REGION:ACCOUNT:log-group:/aws/(sagemaker|lambda/scones-)[\w/*-]*(:\*)?"
     r"|arn:aws:ecr:\*:\*:repository/pytorch-(training|inference)"

@@ -286,3 +286,28 @@ def test_teardown_workflow_deletes_only_the_named_resources_and_is_idempotent() 
         "state_machines": [],
         "functions": [],
     }
+
+
+class FakeCloudWatch:
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = set(existing)
+        self.deleted: list[list[str]] = []
+
+    def describe_alarms(self, AlarmNames: list[str]) -> dict[str, Any]:
+        return {"MetricAlarms": [{"AlarmName": n} for n in AlarmNames if n in self.existing]}
+
+    def delete_alarms(self, AlarmNames: list[str]) -> None:
+        unknown = set(AlarmNames) - self.existing
+        if unknown:  # AWS answers ResourceNotFound for a name it does not have
+            raise client_error("ResourceNotFound", "DeleteAlarms", f"{sorted(unknown)} not found")
+        self.deleted.append(list(AlarmNames))
+        self.existing -= set(AlarmNames)
+
+
+def test_deletes_only_the_rollback_alarms_that_exist_and_a_second_call_deletes_nothing() -> None:
+    cloudwatch = FakeCloudWatch({"ep-5xx-errors", "ep-model-latency", "other-5xx-errors"})
+    assert td.delete_alarms(cloudwatch, "ep") == ["ep-5xx-errors", "ep-model-latency"]
+    assert cloudwatch.existing == {"other-5xx-errors"}
+    assert td.delete_alarms(cloudwatch, "ep") == [] and len(cloudwatch.deleted) == 1
+    half = FakeCloudWatch({"ep-model-latency"})  # a run that stopped between the two puts
+    assert td.delete_alarms(half, "ep") == ["ep-model-latency"]

@@ -31,7 +31,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 READY_LINE = "Airflow is ready on "
 STARTUP_TIMEOUT_S = 600
 # Settings a user would export for a quick local try (no code change): fast polling, no capture delivery lag.
-SCONES_ENV = {"SCONES_POLL_SECONDS": "2", "SCONES_REPORT_LAG_MINUTES": "0", "SCONES_BUCKET": "scones-ui-e2e"}
+SCONES_ENV = {
+    "SCONES_POLL_SECONDS": "2",
+    "SCONES_ROLLOUT_BAKE_SECONDS": "3",
+    "SCONES_REPORT_LAG_MINUTES": "0",
+    "SCONES_BUCKET": "scones-ui-e2e",
+}
 CHROMIUM_ARGS = [  # the closed network here refuses Chromium's background connections
     "--no-sandbox",
     "--disable-gpu",
