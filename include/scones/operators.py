@@ -51,12 +51,18 @@ class GuardedEndpointOperator(SageMakerEndpointOperator):
         self.model_package_arn = model_package_arn
 
     def execute(self, context: Context) -> dict:
-        result = super().execute(context)
+        return self._settle(super().execute(context))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        return self._settle(super().execute_complete(context, event))  # deferrable=True ends here
+
+    def _settle(self, result: dict) -> dict:
         asked = self.config.get("Endpoint", self.config)["EndpointConfigName"]
         try:
             rollout.check_deployed(result["Endpoint"], asked)
         except rollout.RolledBack as rolled_back:
-            reason = f"Rolled back by the deployment guardrails: {result['Endpoint'].get('FailureReason', '')}"
+            why = result["Endpoint"].get("FailureReason") or "SageMaker gave no reason"
+            reason = f"Rolled back by the deployment guardrails: {why}"
             registry.settle(self.hook.conn, self.model_package_arn, registry.REJECTED, reason, "guardrails")
             raise AirflowFailException(str(rolled_back)) from rolled_back
         self.log.info("endpoint %s now runs %s", result["Endpoint"]["EndpointName"], asked)

@@ -147,7 +147,7 @@ class DeploymentRecord(Record):
     data_uri: str
     classes: tuple[str, ...]
     confidence_threshold: float
-    deployed_at: datetime
+    deployed_at: datetime  # the endpoint's LastModifiedTime: its last update, a rolled-back one included
 
     @property
     def version_label(self) -> str:

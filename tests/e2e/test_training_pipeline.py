@@ -269,7 +269,11 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert alarm in endpoint["FailureReason"] and "PendingDeploymentSummary" not in endpoint
     reply = runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="image/png", Body=_resized(image, 64))
     assert len(json.loads(reply["Body"].read())) == 2  # the champion answers the image the challenger failed on
-    assert registry.live_deployment(sagemaker, ENDPOINT) == deployment  # recorded as the champion still
+    # Recorded as the champion still; only deployed_at, the endpoint's LastModifiedTime, moved with the update
+    live = registry.live_deployment(sagemaker, ENDPOINT)
+    assert live is not None and live.model_dump(exclude={"deployed_at"}) == deployment.model_dump(
+        exclude={"deployed_at"}
+    )
     rolled_back = _version(broken.run, sagemaker)
     assert rolled_back["ModelApprovalStatus"] == "Rejected"
     assert rolled_back["ApprovalDescription"].startswith("Rolled back by the deployment guardrails: Deployment rolled")
@@ -292,8 +296,7 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     rejected = _version(third, sagemaker)
     assert rejected["ModelApprovalStatus"] == "Rejected"
     assert rejected["ApprovalDescription"].startswith("Rejected by the gate: not deploying: accuracy")
-    assert registry.live_deployment(sagemaker, ENDPOINT) == deployment  # the champion is unchanged
-    live = deployment
+    assert registry.live_deployment(sagemaker, ENDPOINT) == live  # the champion is unchanged
     pruned = set(third.get_task_instance("prune_registry").xcom_pull(task_ids="prune_registry"))
     assert pruned == {rolled_back["ModelPackageArn"]}
     remaining = {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}

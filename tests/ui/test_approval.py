@@ -1,13 +1,11 @@
 """Human approval of a Model Registry version (Param approval=manual), against the `make airflow` session of
 tests/ui/conftest.py, after test_airflow_ui.py's form run deployed a first version with approval=auto.
 
-Three manual runs of the same seeded recipe (so each candidate scores what the champion scored and passes the
+Two manual runs of the same seeded recipe (so each candidate scores what the champion scored and passes the
 gate's rules, and waits for a person):
-1. a script approves through Airflow's REST API: the version is deployed, and is the champion the next run's
-   reviewer is shown;
-2. a reviewer in headless Chromium logs in, opens Browse → Required Actions, reads the evaluation summary and
-   approves with a note: the run goes on and deploys it;
-3. a script rejects through the REST API (after an answer that is not an option is refused): nothing is
+1. a reviewer in headless Chromium logs in, opens Browse → Required Actions, reads the evaluation summary beside
+   the champion's and approves with a note: the run goes on and deploys it, as a canary (the guarded update);
+2. a script rejects through Airflow's REST API (after an answer that is not an option is refused): nothing is
    deployed, the endpoint still serves the champion, and the version holds the reviewer's note; a second answer
    is refused.
 """
@@ -93,42 +91,11 @@ def champion(ui: AirflowUI) -> DeploymentRecord:
 
 
 @pytest.fixture(scope="module")
-def approved_by_script(airflow_ui: AirflowUI) -> dict[str, Any]:
-    before = champion(airflow_ui)  # the form run's version
-    run_id = trigger(airflow_ui)
-    request = wait_for_review(airflow_ui, run_id)
-    response = answer(airflow_ui, run_id, "Approve", "approved by the release script")
-    assert response.status_code == 200, response.text
-    return {"run_id": run_id, "request": request, "before": before, "run": finished(airflow_ui, run_id)}
-
-
-def test_a_rest_api_approval_deploys_the_version(airflow_ui: AirflowUI, approved_by_script: dict[str, Any]) -> None:
-    run_id = approved_by_script["run_id"]
-    assert approved_by_script["run"]["state"] == "success", task_states(airflow_ui, run_id)
-    states = task_states(airflow_ui, run_id)
-    assert states["review"] == states["approve_version"] == states["deploy_endpoint"] == "success", states
-    assert states["reject_version"] == "skipped", states
-    version = registered(airflow_ui, run_id)
-    assert version["ModelApprovalStatus"] == "Approved"
-    assert version["ApprovalDescription"] == "Approved by admin: approved by the release script"
-    assert version["CustomerMetadataProperties"][registry.REVIEWER_PROPERTY] == "admin"
-    assert champion(airflow_ui).model_package_arn == version["ModelPackageArn"]
-
-
-def test_the_request_compares_the_candidate_with_the_champion(approved_by_script: dict[str, Any]) -> None:
-    request, before = approved_by_script["request"], approved_by_script["before"]
-    assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
-    body = request["body"]
-    assert body.startswith("**Evaluation summary** of version ")
-    assert f"| Champion {before.version_label} |" in body
-    assert f"| Test accuracy | {before.accuracy:.4f} | {before.accuracy:.4f} |" in body  # the seeded recipe
-
-
-@pytest.fixture(scope="module")
 def approved_in_the_browser(
-    browser: Any, airflow_ui: AirflowUI, approved_by_script: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    browser: Any, airflow_ui: AirflowUI, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """A reviewer who was not logged in: the login, Browse → Required Actions, the request, Approve."""
+    before = champion(airflow_ui)  # the form run's version
     run_id = trigger(airflow_ui)
     request = wait_for_review(airflow_ui, run_id)
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
@@ -153,7 +120,16 @@ def approved_in_the_browser(
         status = patched.value.status
     finally:
         context.close()
-    return {"run_id": run_id, "request": request, "shown": shown, "status": status}
+    return {"run_id": run_id, "request": request, "shown": shown, "status": status, "before": before}
+
+
+def test_the_request_compares_the_candidate_with_the_champion(approved_in_the_browser: dict[str, Any]) -> None:
+    request, before = approved_in_the_browser["request"], approved_in_the_browser["before"]
+    assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
+    body = request["body"]
+    assert body.startswith("**Evaluation summary** of version ")
+    assert f"| Champion {before.version_label} |" in body
+    assert f"| Test accuracy | {before.accuracy:.4f} | {before.accuracy:.4f} |" in body  # the seeded recipe
 
 
 def test_a_reviewer_sees_the_evaluation_summary_in_required_actions(approved_in_the_browser: dict[str, Any]) -> None:
@@ -165,20 +141,27 @@ def test_a_reviewer_sees_the_evaluation_summary_in_required_actions(approved_in_
     assert "Approve" in shown and "Reject" in shown and "Note" in shown
 
 
-def test_a_browser_approval_lets_the_run_go_on_and_deploy(
-    airflow_ui: AirflowUI, approved_in_the_browser: dict[str, Any], approved_by_script: dict[str, Any]
+def test_a_browser_approval_lets_the_run_go_on_and_deploy_as_a_canary(
+    airflow_ui: AirflowUI, approved_in_the_browser: dict[str, Any]
 ) -> None:
     run_id = approved_in_the_browser["run_id"]
     assert approved_in_the_browser["status"] == 200
     run = finished(airflow_ui, run_id)
     assert run["state"] == "success", task_states(airflow_ui, run_id)
+    states = task_states(airflow_ui, run_id)
+    assert states["review"] == states["approve_version"] == states["deploy_endpoint"] == "success", states
+    assert states["reject_version"] == "skipped", states
     version = registered(airflow_ui, run_id)
+    assert version["ModelApprovalStatus"] == "Approved"
     assert version["ApprovalDescription"] == "Approved by admin: checked the confusion matrix"
+    assert version["CustomerMetadataProperties"][registry.REVIEWER_PROPERTY] == "admin"
     live = champion(airflow_ui)
     assert live.model_package_arn == version["ModelPackageArn"]
-    # The version the script approved was the champion this run's reviewer was shown
-    previous = registered(airflow_ui, approved_by_script["run_id"])
-    assert f"| Champion v{previous['ModelPackageVersion']} (" in approved_in_the_browser["request"]["body"]
+    # The update replaced the form run's model through the guardrails: a canary, baked, then all the traffic
+    endpoint = airflow_ui.aws("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"] == live.endpoint_config_name and "FailureReason" not in endpoint
+    routing = endpoint["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY" and routing["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": 20}
 
 
 @pytest.fixture(scope="module")
