@@ -267,16 +267,24 @@ def test_linear_steps_shift_traffic_one_step_at_a_time(sagemaker: Any, runtime: 
     sagemaker.delete_endpoint(EndpointName=endpoint)
 
 
+def canary_baking(sagemaker: Any, cloudwatch: Any, bucket: str, model: str, percent: int) -> tuple[str, str, str]:
+    """An endpoint on the old model, updated to `model` as a canary of `percent` held for 120 s with the 5XX alarm
+    watched, once its bake has begun: (endpoint, old config, alarm)."""
+    endpoint, old_config = endpoint_on(sagemaker, bucket)
+    alarm = errors_alarm(cloudwatch, endpoint)
+    sagemaker.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=config(sagemaker, bucket, model),
+        DeploymentConfig=canary(percent, wait_s=120, alarms=[alarm]),
+    )
+    baking(sagemaker, endpoint)
+    return endpoint, old_config, alarm
+
+
 def test_an_alarm_set_to_alarm_during_the_bake_rolls_back(
     sagemaker: Any, runtime: Any, cloudwatch: Any, bucket: str
 ) -> None:
-    endpoint, old_config = endpoint_on(sagemaker, bucket)
-    alarm = errors_alarm(cloudwatch, endpoint)
-    new_config = config(sagemaker, bucket, "new")
-    sagemaker.update_endpoint(
-        EndpointName=endpoint, EndpointConfigName=new_config, DeploymentConfig=canary(50, wait_s=120, alarms=[alarm])
-    )
-    baking(sagemaker, endpoint)
+    endpoint, old_config, alarm = canary_baking(sagemaker, cloudwatch, bucket, "new", 50)
     with traffic(runtime, endpoint) as sent:
         wait_for(lambda: "new" in sent.served, 10)
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="a person pulled the brake")
@@ -294,13 +302,7 @@ def test_an_alarm_set_to_alarm_during_the_bake_rolls_back(
 def test_a_burst_of_5xx_from_a_broken_model_trips_the_alarm_and_rolls_back(
     sagemaker: Any, runtime: Any, cloudwatch: Any, bucket: str
 ) -> None:
-    endpoint, old_config = endpoint_on(sagemaker, bucket)
-    alarm = errors_alarm(cloudwatch, endpoint)
-    broken = config(sagemaker, bucket, "broken")
-    sagemaker.update_endpoint(
-        EndpointName=endpoint, EndpointConfigName=broken, DeploymentConfig=canary(20, wait_s=120, alarms=[alarm])
-    )
-    baking(sagemaker, endpoint)
+    endpoint, old_config, alarm = canary_baking(sagemaker, cloudwatch, bucket, "broken", 20)
     with traffic(runtime, endpoint) as sent:
         after = wait_status(sagemaker, endpoint, timeout_s=30)  # the alarm, not the bake, ends it
         rolled_back_at = len(sent.served)
