@@ -31,6 +31,7 @@ ENDPOINT = "scones-vehicle-classifier"
 # The form run's recipe (tests/ui/test_airflow_ui.py), seeded: a candidate scores exactly what the champion does.
 MANUAL = {"epochs": 8, "members": 1, "min_accuracy": 0.5, "learning_rate": 0.05, "approval": "manual"}
 RUN_TIMEOUT_S = 1500
+ANSWER_AFTER_S = 5
 IMAGE = next((PROJECT_ROOT / "datasets" / "cifar100-bicycle-motorcycle" / "train").glob("*.png"))
 
 
@@ -58,6 +59,10 @@ def wait_for_review(ui: AirflowUI, run_id: str) -> dict[str, Any]:
         with ui.api() as api:
             detail = api.get(review_path(run_id))
         if detail.status_code == 200 and detail.json()["task_instance"]["state"] == "awaiting_input":
+            # Answer as a person would, not within the second the request appeared: one answer sent 0.8 s after
+            # the task deferred was lost here (Airflow 3.3.2 resumed the task, the resumed try died at start-up,
+            # and the retry asked again), a race in Airflow's resume that a person in the UI cannot hit.
+            time.sleep(ANSWER_AFTER_S)
             return dict(detail.json())
         states = task_states(ui, run_id)
         assert not {"failed", "upstream_failed"} & set(states.values()), states
