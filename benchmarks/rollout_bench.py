@@ -71,6 +71,13 @@ def _in_service_on(config: str) -> Any:
     return lambda d: d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == config
 
 
+def _watch(cloudwatch: Any, config: str) -> None:
+    """The training DAG's alarms, watching `config`'s fleet, as put_rollback_alarms puts them."""
+    rollout.put_alarms(
+        cloudwatch, rollout.alarm_requests(ENDPOINT_NAME, sagemaker_requests.VARIANT_NAME, config, 1000), config
+    )
+
+
 def _deployment(bake_s: int, final_s: int, alarms: list[str]) -> dict[str, Any]:
     config = rollout.deployment_config(rollout.CANARY, ROLLOUT_PERCENT, bake_s, alarms)
     config["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] = final_s
@@ -81,10 +88,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     measured_at = utc_now()
     deployed = endpoint_bench.deploy(ctx, model_bench.trained_model(ctx))
     sagemaker, cloudwatch = ctx.client("sagemaker"), ctx.client("cloudwatch")
-    alarms = rollout.alarm_requests(ENDPOINT_NAME, sagemaker_requests.VARIANT_NAME, 1000)
-    for alarm in alarms:
-        cloudwatch.put_metric_alarm(**alarm)
-    names = [alarm["AlarmName"] for alarm in alarms]
+    names = rollout.alarm_names(ENDPOINT_NAME).all()
     to_full: list[float] = []
     to_rollback: list[float] = []
     try:
@@ -92,6 +96,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             live = sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)["EndpointConfigName"]
             green = _new_config(sagemaker, deployed, f"r{attempt}-{int(time.time())}")
             log(f"canary {ROLLOUT_PERCENT}% baked {CANARY_BAKE_S} s: {live} -> {green}")
+            _watch(cloudwatch, green)
             began = time.monotonic()
             sagemaker.update_endpoint(
                 EndpointName=ENDPOINT_NAME,
@@ -104,6 +109,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
             red = _new_config(sagemaker, deployed, f"a{attempt}-{int(time.time())}")
             log(f"canary held {HELD_BAKE_S} s, then the 5XX alarm to ALARM: {green} -> {red}")
+            _watch(cloudwatch, red)
             sagemaker.update_endpoint(
                 EndpointName=ENDPOINT_NAME,
                 EndpointConfigName=red,
@@ -116,7 +122,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             to_rollback.append(back_at - tripped)
             if names[0] not in (description.get("FailureReason") or ""):
                 raise RuntimeError(f"rolled back without naming the alarm: {description.get('FailureReason')!r}")
-            cloudwatch.set_alarm_state(AlarmName=names[0], StateValue="OK", StateReason="rollout bench done")
     finally:
         cloudwatch.delete_alarms(AlarmNames=names)
     full_p50 = percentile(to_full, 50)

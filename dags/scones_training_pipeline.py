@@ -228,17 +228,14 @@ def reject_version(ti=None) -> str:
 
 @task
 def put_rollback_alarms(run_plan: dict) -> list[str]:
-    """Create or update the alarms the rollout watches (5XX errors, model latency); a re-run leaves one of each."""
-    from include.scones import airflow_runtime, sagemaker_requests
+    """Create or update the alarms the rollout watches (5XX errors, model latency of this run's config), starting
+    OK; a re-run leaves one of each."""
+    from include.scones import airflow_runtime, training_steps
     from include.scones.records import RunPlan
 
-    cloudwatch = airflow_runtime.cloudwatch()
-    requests = sagemaker_requests.rollback_alarms(
-        RunPlan.from_xcom(run_plan), airflow_runtime.settings().latency_alarm_ms
+    return training_steps.put_rollback_alarms(
+        airflow_runtime.cloudwatch(), RunPlan.from_xcom(run_plan), airflow_runtime.settings().latency_alarm_ms
     )
-    for request in requests:
-        cloudwatch.put_metric_alarm(**request)
-    return [request["AlarmName"] for request in requests]
 
 
 @task(outlets=[Asset(name=ENDPOINT_ASSET_NAME)])

@@ -30,16 +30,19 @@ def alarm_names(endpoint_name: str) -> AlarmNames:
     return AlarmNames(errors=f"{endpoint_name}-5xx-errors", latency=f"{endpoint_name}-model-latency")
 
 
-def alarm_requests(endpoint_name: str, variant_name: str, latency_ms: float) -> list[dict[str, Any]]:
-    """PutMetricAlarm requests (a put creates or updates, so re-running leaves one of each). SageMaker publishes
-    the metrics only when requests arrive, so no data is not breaching: an alarm that tripped goes back to OK."""
+def alarm_requests(endpoint_name: str, variant_name: str, config_name: str, latency_ms: float) -> list[dict[str, Any]]:
+    """PutMetricAlarm requests for the deployment of `config_name` (a put creates or updates, so re-running leaves
+    one of each). SageMaker publishes the metrics only when requests arrive, so no data is not breaching."""
     names = alarm_names(endpoint_name)
     common = {
         "Namespace": NAMESPACE,
-        # EndpointName + VariantName: the series both fleets add to, as the guide's example alarms use.
+        # The new fleet's own series: once a deployment shifts traffic, SageMaker adds EndpointConfigName to the
+        # metrics (aws-contracts-2.md §3). So the alarms judge only the version being deployed: the old fleet's
+        # errors neither trip the rollout nor block an update that replaces a failing champion.
         "Dimensions": [
             {"Name": "EndpointName", "Value": endpoint_name},
             {"Name": "VariantName", "Value": variant_name},
+            {"Name": "EndpointConfigName", "Value": config_name},
         ],
         "Period": 60,
         "EvaluationPeriods": 1,
@@ -51,7 +54,7 @@ def alarm_requests(endpoint_name: str, variant_name: str, latency_ms: float) -> 
         common
         | {
             "AlarmName": names.errors,
-            "AlarmDescription": f"Any 5XX answer from the model behind {endpoint_name}: roll the deployment back.",
+            "AlarmDescription": f"Any 5XX answer from {config_name} on {endpoint_name}: roll its deployment back.",
             "MetricName": "Invocation5XXErrors",
             "Statistic": "Sum",
             "Threshold": 1.0,
@@ -60,13 +63,28 @@ def alarm_requests(endpoint_name: str, variant_name: str, latency_ms: float) -> 
         common
         | {
             "AlarmName": names.latency,
-            "AlarmDescription": f"Model latency of {endpoint_name} above {latency_ms:g} ms on average over a minute.",
+            "AlarmDescription": f"Model latency of {config_name} on {endpoint_name} above {latency_ms:g} ms on average "
+            "over a minute: roll its deployment back.",
             "MetricName": "ModelLatency",
             "Statistic": "Average",
             "Threshold": latency_ms * 1000.0,  # ModelLatency is in microseconds
             "ComparisonOperator": "GreaterThanThreshold",
         },
     ]
+
+
+def put_alarms(cloudwatch_client: Any, requests: list[dict[str, Any]], config_name: str) -> list[str]:
+    """Put the alarms and start them OK. An update keeps an alarm's state, so one that tripped on an earlier
+    deployment would still read ALARM when the next one begins, and roll it back at once; the series it now
+    watches has no data yet, which is not breaching: OK."""
+    for request in requests:
+        cloudwatch_client.put_metric_alarm(**request)
+        cloudwatch_client.set_alarm_state(
+            AlarmName=request["AlarmName"],
+            StateValue="OK",
+            StateReason=f"Watching the deployment of {config_name}: no data from it yet.",
+        )
+    return [request["AlarmName"] for request in requests]
 
 
 def deployment_config(rollout: str, percent: int, bake_seconds: int, alarms: list[str]) -> dict[str, Any]:

@@ -205,5 +205,5 @@ def endpoint(plan: RunPlan) -> dict[str, Any]:
 
 
 def rollback_alarms(plan: RunPlan, latency_ms: float) -> list[dict[str, Any]]:
-    """PutMetricAlarm requests for the alarms the endpoint's DeploymentConfig names."""
-    return rollout.alarm_requests(plan.endpoint_name, VARIANT_NAME, latency_ms)
+    """PutMetricAlarm requests for the alarms the endpoint's DeploymentConfig names, watching this run's config."""
+    return rollout.alarm_requests(plan.endpoint_name, VARIANT_NAME, plan.name, latency_ms)

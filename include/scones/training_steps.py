@@ -15,7 +15,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from include.scones import archives, evaluation, gate, images, params, registry, review, s3_sync, sagemaker_requests
+from include.scones import (
+    archives,
+    evaluation,
+    gate,
+    images,
+    params,
+    registry,
+    review,
+    rollout,
+    s3_sync,
+    sagemaker_requests,
+)
 from include.scones.manifests import read_split
 from include.scones.records import DeploymentRecord, EvaluationResult, RunPlan
 from include.scones.sagemaker_requests import run_name
@@ -181,6 +192,12 @@ def reject_version(
 
 
 # --- DEPLOY -----------------------------------------------------------------------------------------------
+def put_rollback_alarms(cloudwatch_client: Any, plan: RunPlan, latency_ms: float) -> list[str]:
+    names = rollout.put_alarms(cloudwatch_client, sagemaker_requests.rollback_alarms(plan, latency_ms), plan.name)
+    log.info("rollback alarms %s watch %s", names, plan.name)
+    return names
+
+
 def record_deployment(sagemaker_client: Any, plan: RunPlan, package_arn: str) -> DeploymentRecord:
     """The live deployment as the registry now tells it; it must be this run's version."""
     live = registry.live_deployment(sagemaker_client, plan.endpoint_name)

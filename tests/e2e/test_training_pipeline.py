@@ -298,7 +298,7 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     assert rejected["ApprovalDescription"].startswith("Rejected by the gate: not deploying: accuracy")
     assert registry.live_deployment(sagemaker, ENDPOINT) == live  # the champion is unchanged
     pruned = set(third.get_task_instance("prune_registry").xcom_pull(task_ids="prune_registry"))
-    assert pruned == {rolled_back["ModelPackageArn"]}
+    assert rolled_back["ModelPackageArn"] in pruned  # (and older versions other e2e tests left in the group)
     remaining = {v["ModelPackageArn"] for v in registry.versions(sagemaker, GROUP)}
     assert {version["ModelPackageArn"], rejected["ModelPackageArn"]} <= remaining and not remaining & pruned
     # Unchanged code and data were reused, not uploaded again.

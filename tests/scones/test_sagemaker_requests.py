@@ -201,7 +201,8 @@ def test_the_rollout_params_choose_the_traffic_shift_and_the_alarms_name_the_end
         assert alarm["Dimensions"] == [
             {"Name": "EndpointName", "Value": "scones-vehicle-classifier"},
             {"Name": "VariantName", "Value": "AllTraffic"},
-        ]
+            {"Name": "EndpointConfigName", "Value": NAME},  # the new fleet's own series: the old one's errors
+        ]  # neither trip this rollout nor block an update that replaces a failing champion
 
 
 def test_endpoint_config_captures_everything() -> None:
