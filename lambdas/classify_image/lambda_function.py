@@ -1,7 +1,9 @@
 """classify_image: send serialize_image_data's image to the SageMaker endpoint and add its inferences.
 
 Event and result: {"statusCode": 200, "body": {"image_data", "s3_bucket", "s3_key", "inferences"}}; the result
-carries the endpoint's class probabilities in `inferences`. Environment: ENDPOINT_NAME."""
+carries the endpoint's class probabilities in `inferences`. Each call names its InferenceId (logic.inference_id: a
+stable id of the S3 object), so the endpoint's data capture can be joined with the labels people give it.
+Environment: ENDPOINT_NAME."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from logic import (
     ImageEnvelope,
     Settings,
     decode_image,
+    inference_id,
     parse_envelope,
     parse_inferences,
     with_inferences,
@@ -37,6 +40,10 @@ def lambda_handler(event: Any, context: Any) -> ImageEnvelope:
     record = parse_envelope(event)
     image = decode_image(record["image_data"])
     reply = runtime_client().invoke_endpoint(
-        EndpointName=SETTINGS.require_endpoint_name(), ContentType=CONTENT_TYPE, Accept=ACCEPT, Body=image
+        EndpointName=SETTINGS.require_endpoint_name(),
+        ContentType=CONTENT_TYPE,
+        Accept=ACCEPT,
+        Body=image,
+        InferenceId=inference_id(record["s3_bucket"], record["s3_key"], image),
     )
     return with_inferences(record, parse_inferences(reply["Body"].read()))

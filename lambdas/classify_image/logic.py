@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ def decode_image(image_data: str) -> bytes:
     if not data:
         raise InvalidEvent("event key 'body.image_data' is empty")
     return data
+
+
+def inference_id(bucket: str, key: str, image: bytes) -> str:
+    """InferenceId for InvokeEndpoint, which the capture keeps as `eventMetadata.inferenceId` (1-64 printable
+    characters): the SHA-256, in hex, of the object's S3 URI and its bytes. The same object always gets the same
+    id, so a label given to one capture of it applies to every capture of it (Model Monitor merges ground truth by
+    this id); an object overwritten with another image gets a new one."""
+    digest = hashlib.sha256(f"s3://{bucket}/{key}".encode())
+    digest.update(b"\0")
+    digest.update(image)
+    return digest.hexdigest()
 
 
 def parse_inferences(reply: bytes) -> list[float]:

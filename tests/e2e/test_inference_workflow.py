@@ -8,6 +8,7 @@ nothing and leaves one copy of each resource."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from include.scones import registry
 from include.scones.lambda_deploy import FUNCTIONS
 from include.scones.state_machine_deploy import STATE_MACHINE_NAME
 from tests.e2e.test_training_pipeline import BUCKET, ENDPOINT, _json, _keys, _run, _states
+from tests.lambdas.helpers import load_lambda
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +132,16 @@ def test_workflow_deploys_runs_and_reports(
     confidences = [max(json.loads(r["captureData"]["endpointOutput"]["data"])) for r in in_window]
     assert summary["totals"]["records"] == len(in_window) >= 8  # 6 smoke + 2 above, in the second window
     assert summary["totals"]["below_threshold"] == sum(c < THRESHOLD for c in confidences)
+
+    # Every capture of a workflow call names its inference: the id classify_image derives from the S3 object
+    logic = load_lambda("classify_image").logic
+    for name in (confident, doubtful):
+        image = s3.get_object(Bucket=BUCKET, Key=images + name)["Body"].read()
+        expected = logic.inference_id(BUCKET, images + name, image)
+        ids = [r["eventMetadata"].get("inferenceId") for r in in_window if base64.b64decode(
+            r["captureData"]["endpointInput"]["data"]) == image]  # fmt: skip
+        assert ids and set(ids) == {expected}, (name, ids)
+    assert all(r["eventMetadata"].get("inferenceId") for r in in_window)  # the smoke executions' too
 
 
 def scones_env_sagemaker_url(local_cloud: Any) -> str:

@@ -34,9 +34,28 @@ def test_sends_the_decoded_image_to_the_endpoint_and_adds_the_inferences() -> No
     result = loaded.handler.lambda_handler(event, FakeLambdaContext())
 
     assert runtime.calls == [
-        {"EndpointName": ENDPOINT, "ContentType": "image/png", "Accept": "application/json", "Body": image}
+        {
+            "EndpointName": ENDPOINT,
+            "ContentType": "image/png",
+            "Accept": "application/json",
+            "Body": image,
+            "InferenceId": loaded.logic.inference_id("b", "k.png", image),
+        }
     ]
     assert result == {"statusCode": 200, "body": {**event["body"], "inferences": [0.25, 0.75]}}
+
+
+def test_the_inference_id_is_stable_per_object_and_its_content_and_fits_sagemakers_limits() -> None:
+    import re
+
+    logic = load_lambda("classify_image").logic
+    same = logic.inference_id("b", "k.png", b"image")
+    assert same == logic.inference_id("b", "k.png", b"image")  # a retry or a re-run names the same inference
+    others = {logic.inference_id("b", "other.png", b"image"), logic.inference_id("c", "k.png", b"image"),
+              logic.inference_id("b", "k.png", b"image2"), logic.inference_id("b", "k.pn", b"gimage")}  # fmt: skip
+    assert same not in others and len(others) == 4
+    # X-Amzn-SageMaker-Inference-Id: 1-64 characters, pattern \A\S[\p{Print}]*\z (aws-contracts-2.md §4)
+    assert re.fullmatch(r"[0-9a-f]{64}", same)
 
 
 def test_the_runtime_client_has_explicit_timeouts_and_few_retries() -> None:
