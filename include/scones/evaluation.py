@@ -1,6 +1,7 @@
 """Score a model on the test split from batch-transform outputs: accuracy, per-class precision and recall, the
-confusion matrix, what the workflow's confidence filter would keep, and the baseline that monitoring compares
-live traffic against (confidence histogram and predicted class mix)."""
+confusion matrix, what the workflow's confidence filter would keep, how well calibrated its confidence is (expected
+calibration error, with the reliability table behind it), and the baseline that monitoring compares live traffic
+against (confidence histogram and predicted class mix)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,34 @@ def confidence_histogram(confidences: Sequence[float]) -> list[float]:
     return [count / total for count in counts]
 
 
+# Calibration bins: ten of equal width over the confidence (the top probability), the usual ECE definition.
+CALIBRATION_BINS = 10
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Expected calibration error: the images' share-weighted gap between accuracy and mean confidence per bin,
+    ECE = sum over bins b of (n_b / N) * |accuracy_b - confidence_b|; 0 when the confidence says exactly how often
+    the model is right. The table behind it (per bin: images, mean confidence, accuracy) comes with it."""
+    if len(confidences) != len(correct) or not confidences:
+        raise EvaluationError("calibration needs one correctness per confidence, and at least one")
+    members: list[list[int]] = [[] for _ in range(bins)]
+    for index, confidence in enumerate(confidences):
+        members[min(int(confidence * bins), bins - 1)].append(index)  # 1.0 belongs to the last bin
+    table = []
+    gap = 0.0
+    for number, indices in enumerate(members):
+        if not indices:
+            continue
+        mean_confidence = sum(confidences[i] for i in indices) / len(indices)
+        accuracy = sum(bool(correct[i]) for i in indices) / len(indices)
+        gap += len(indices) / len(confidences) * abs(accuracy - mean_confidence)
+        table.append({
+            "low": number / bins, "high": (number + 1) / bins, "images": len(indices),
+            "mean_confidence": round(mean_confidence, 6), "accuracy": round(accuracy, 6),
+        })  # fmt: skip
+    return {"expected_calibration_error": round(gap, 6), "bins": bins, "table": table}
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 6) if denominator else None
 
@@ -59,6 +88,7 @@ def evaluate(
     n = len(class_names)
     confusion = [[0] * n for _ in range(n)]
     confidences: list[float] = []
+    hits: list[bool] = []
     passed = passed_correct = 0
     for row in rows:
         probabilities = predictions[row.filename]
@@ -66,6 +96,7 @@ def evaluate(
         confusion[row.label][predicted] += 1
         confidence = probabilities[predicted]
         confidences.append(confidence)
+        hits.append(predicted == row.label)
         if confidence >= threshold:
             passed += 1
             passed_correct += predicted == row.label
@@ -79,6 +110,7 @@ def evaluate(
         for i, name in enumerate(class_names)
     }
     predicted_counts = [sum(confusion[r][c] for r in range(n)) for c in range(n)]
+    calibrated = calibration(confidences, hits)
     return {
         "images": len(rows),
         "accuracy": round(correct / len(rows), 6),
@@ -87,6 +119,8 @@ def evaluate(
         "threshold": threshold,
         "pass_share_at_threshold": round(passed / len(rows), 6),
         "accuracy_among_passed": _ratio(passed_correct, passed),
+        "expected_calibration_error": calibrated["expected_calibration_error"],
+        "calibration": calibrated,
         "baseline": {
             "confidence_bin_edges": CONFIDENCE_BIN_EDGES,
             "confidence_shares": confidence_histogram(confidences),
@@ -101,6 +135,8 @@ def summary(metrics: Mapping[str, Any]) -> str:
         f"test images: {metrics['images']}   accuracy: {metrics['accuracy']:.4f}",
         f"at threshold {metrics['threshold']}: {metrics['pass_share_at_threshold']:.1%} pass, "
         f"accuracy among them {metrics['accuracy_among_passed']}",
+        f"expected calibration error (ECE, {metrics['calibration']['bins']} bins): "
+        f"{metrics['expected_calibration_error']:.4f}",
         f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}",
     ]
     for name, scores in metrics["per_class"].items():

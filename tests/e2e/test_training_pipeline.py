@@ -169,6 +169,9 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     evaluation = _json(s3, artifact_key.rsplit("/", 1)[0] + "/evaluation.json")
     assert evaluation["images"] == 200 and evaluation["accuracy"] >= FAST["min_accuracy"]
     assert sum(map(sum, evaluation["confusion_matrix"]["matrix"])) == 200
+    # ... and how far its confidence can be trusted: the calibration error over every test image
+    assert 0 <= evaluation["expected_calibration_error"] <= 1
+    assert sum(row["images"] for row in evaluation["calibration"]["table"]) == 200
 
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == plan["name"]

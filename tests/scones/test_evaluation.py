@@ -7,6 +7,7 @@ import pytest
 from include.scones.evaluation import (
     CONFIDENCE_BIN_EDGES,
     EvaluationError,
+    calibration,
     confidence_histogram,
     evaluate,
     parse_prediction,
@@ -50,6 +51,28 @@ def test_metrics_by_hand() -> None:
     # confidences .99 .60 .70 .80 .95 .94 .93 .51
     assert baseline["confidence_shares"] == [0.125, 0, 0.125, 0, 0.125, 0, 0.125, 0, 0.25, 0.25]
     assert sum(baseline["confidence_shares"]) == pytest.approx(1.0)
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    metrics = evaluate(PREDICTIONS, ROWS, CLASSES, 0.93)
+    # ten bins of the top probability: h .51 (wrong) | b .60 (right) | c .70 (wrong) | g .80 (right) |
+    # a .99, d .95, e .94, f .93: mean .9525, 3 of 4 right
+    table = metrics["calibration"]["table"]
+    assert [(row["low"], row["images"], row["accuracy"]) for row in table] == [
+        (0.5, 1, 0.0), (0.6, 1, 1.0), (0.7, 1, 0.0), (0.8, 1, 1.0), (0.9, 4, 0.75),
+    ]  # fmt: skip
+    assert table[-1]["mean_confidence"] == 0.9525
+    expected = (0.51 + 0.40 + 0.70 + 0.20) / 8 + 4 / 8 * (0.9525 - 0.75)
+    assert metrics["expected_calibration_error"] == pytest.approx(expected, abs=1e-6) == pytest.approx(0.3275)
+    assert metrics["calibration"]["expected_calibration_error"] == metrics["expected_calibration_error"]
+
+
+def test_a_perfectly_calibrated_model_has_no_calibration_error_and_a_certain_wrong_one_the_most() -> None:
+    # in the 0.7-0.8 bin, 0.75 confidence and 3 of 4 right: calibrated
+    assert calibration([0.75] * 4, [True, True, True, False])["expected_calibration_error"] == 0
+    assert calibration([1.0, 1.0], [False, False])["expected_calibration_error"] == 1.0  # 1.0 is in the last bin
+    with pytest.raises(EvaluationError, match="one correctness per confidence"):
+        calibration([0.9], [])
 
 
 def test_nobody_passes_gives_no_accuracy_among_passed() -> None:
@@ -115,5 +138,6 @@ def test_summary_names_the_numbers() -> None:
     lines = text.splitlines()
     assert lines[0] == "test images: 8   accuracy: 0.6250"
     assert lines[1] == "at threshold 0.93: 50.0% pass, accuracy among them 0.75"
+    assert lines[2] == "expected calibration error (ECE, 10 bins): 0.3275"
     assert any(line.startswith("bicycle") and "0.6" in line and "0.75" in line for line in lines)
     assert lines[-2:] == ["  bicycle              3       1", "  motorcycle           2       2"]
