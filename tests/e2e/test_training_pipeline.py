@@ -118,8 +118,10 @@ class CanaryTraffic:
         self._thread.join(timeout=30)
 
     def _send(self) -> None:
-        while not self._stop.wait(0.5 if self._status() != "Updating" else 0.05):
-            if self._status() != "Updating":
+        updating = False
+        while not self._stop.wait(0.05 if updating else 0.5):
+            updating = self._status() == "Updating"  # one DescribeEndpoint per request sent, not two
+            if not updating:
                 continue
             try:
                 self.runtime.invoke_endpoint(EndpointName=ENDPOINT, ContentType="image/png", Body=self.body)
