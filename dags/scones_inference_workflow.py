@@ -11,7 +11,8 @@ images, and turns the endpoint's captured traffic into a monitoring report (PNG 
 | Plan | `plan`: the live version from the Model Registry (fails clearly if nothing is deployed yet) |
 | Deploy | `deploy_lambdas` → `deploy_state_machine`: created if missing, updated only when code or settings change |
 | Smoke | `pick_smoke_images` → `start_smoke_execution` (mapped) → `wait_for_smoke_executions` → `check_…` |
-| Monitor | `monitoring_report`: captures since the last report; an alert fails it after the upload |
+| Monitor | `monitoring_report` (captures since the last report; queues the filtered ones for review) → |
+| | `request_retraining` (an alert updates Asset `scones_retraining_requested`) → `check_alerts` (fails on one) |
 
 Runs whenever the training DAG deploys a model (Asset `scones_vehicle_classifier_endpoint`) and hourly
 (`SCONES_WORKFLOW_SCHEDULE`). It starts unpaused, so it follows the first deploy with no step of yours; a
@@ -25,7 +26,7 @@ from airflow.providers.amazon.aws.operators.step_function import StepFunctionSta
 from airflow.sdk import Asset, AssetOrTimeSchedule, PokeReturnValue, TaskGroup, chain, dag, task
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
-from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
+from include.scones.settings import ENDPOINT_ASSET_NAME, RETRAINING_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
 
 PARSE_TIME = parse_time()
@@ -145,14 +146,14 @@ def check_smoke_executions(workflow_plan: dict, images: list[dict], execution_ar
 
 @task
 def monitoring_report(workflow_plan: dict) -> dict:
-    """Report on the captures since the last report; an alert fails the task after the report is uploaded."""
+    """Report on the captures since the last report (people's labels merged in), queue the filtered inferences
+    for review, and upload it; the alerts are the next tasks' to act on."""
     from datetime import UTC, datetime, timedelta
 
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from include.scones import airflow_runtime
     from include.scones.monitoring.publish import NothingNewToReport, build_monitoring_report
-    from include.scones.monitoring.report import ReportAlert, check_alerts
     from include.scones.monitoring.stats import Limits
     from include.scones.records import WorkflowPlan
 
@@ -160,6 +161,7 @@ def monitoring_report(workflow_plan: dict) -> dict:
     limits = Limits(
         low_confidence_share=settings.alert_low_confidence_share,
         psi=settings.alert_psi,
+        image_psi=settings.alert_image_psi,
         min_records=settings.alert_min_records,
     )
     try:
@@ -167,14 +169,42 @@ def monitoring_report(workflow_plan: dict) -> dict:
             airflow_runtime.s3_hook(), settings.bucket, settings.capture_prefix,
             WorkflowPlan.from_xcom(workflow_plan).deployment, datetime.now(UTC), limits,
             timedelta(minutes=settings.report_lag_minutes),
+            label_lookback=timedelta(hours=settings.label_lookback_hours),
+            review_capacity=settings.review_queue_per_report,
         )  # fmt: skip
     except NothingNewToReport as exc:
         raise AirflowSkipException(str(exc)) from exc
-    try:
-        check_alerts(summary, report_uri=summary["report_uri"])
-    except ReportAlert as alert:  # a retry would report an empty window and hide the alert
-        raise AirflowFailException(str(alert)) from alert
     return summary
+
+
+@task(outlets=[Asset(name=RETRAINING_ASSET_NAME)])
+def request_retraining(summary: dict, outlet_events=None) -> list[str]:
+    """An alert requests a training run: the Asset event (with the alerts and the report) that the training DAG
+    is scheduled on. Skipped without an alert, or when SCONES_RETRAIN_ON_ALERT is false."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.scones import airflow_runtime
+    from include.scones.monitoring.report import retraining_request
+
+    request = retraining_request(summary, enabled=airflow_runtime.settings().retrain_on_alert)
+    if request.skip_reason:
+        raise AirflowSkipException(request.skip_reason)
+    outlet_events[Asset(name=RETRAINING_ASSET_NAME)].extra = request.extra
+    return request.alerts
+
+
+@task(trigger_rule="none_failed_min_one_success")  # after request_retraining, skipped or not
+def check_alerts(summary: dict) -> None:
+    """Fail the run on an alert, after the report is stored and retraining is requested, so it shows as red."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.scones.monitoring.report import ReportAlert
+    from include.scones.monitoring.report import check_alerts as raise_alerts
+
+    try:
+        raise_alerts(summary, report_uri=summary["report_uri"])
+    except ReportAlert as alert:
+        raise AirflowFailException(str(alert)) from alert
 
 
 @dag(
@@ -204,8 +234,9 @@ def scones_inference_workflow() -> None:
         waited = wait_for_smoke_executions(started.output)
         checked = check_smoke_executions(workflow_plan, images, started.output)
 
-    with TaskGroup(**stage("Monitor", "Captured traffic → charts, drift and alerts")):
+    with TaskGroup(**stage("Monitor", "Captured traffic → charts, drift, review queue, alerts → retraining")):
         report = monitoring_report(workflow_plan)
+        chain(report, request_retraining(report), check_alerts(report))
 
     chain(waited, checked, report)
 

@@ -12,7 +12,8 @@ reason or the reviewer's note, and the champion keeps serving.
 | Stage | Tasks |
 |---|---|
 | Plan | `plan`: validate the Params, name every resource after the run |
-| ETL | `extract` (download, MD5-verified, cached) → `transform` (PNG + `.lst`) → `load` (S3); `package_code` |
+| ETL | `extract` (download, MD5-verified, cached) → `transform` (PNG + `.lst`) → `add_labelled_images` |
+| | (the Review page's labels, a new dataset version) → `load` (S3); `package_code` |
 | Train | `build_training_job` → `train` (`SageMakerTrainingOperator`, logs streamed) |
 | Evaluate | `build_model_requests` → `create_model` → `batch_transform_test_split` → `evaluate` → |
 | | `build_registration` → `register_candidate` |
@@ -21,9 +22,10 @@ reason or the reviewer's note, and the champion keeps serving.
 | | `deploy_endpoint` (create, or a guarded update: canary by default, rolled back on an alarm) → |
 | | `record_deployment`; then `prune_registry` |
 
-Runs weekly (`SCONES_TRAINING_SCHEDULE`, only ticks after the DAG is unpaused: unpausing starts nothing) or
-from the UI with Params; every Param's bounds are shown in the trigger form. The same file runs on AWS and on the
-local cloud: only the Airflow connection `aws_default` differs. `scones_teardown` deletes the endpoint.
+Runs weekly (`SCONES_TRAINING_SCHEDULE`, only ticks after the DAG is unpaused: unpausing starts nothing), when
+a monitoring alert requests it (Asset `scones_retraining_requested`; `SCONES_RETRAIN_ON_ALERT=false` turns that
+off), or from the UI with Params; every Param's bounds are shown in the trigger form. The same file runs on AWS
+and on the local cloud: only the Airflow connection `aws_default` differs. `scones_teardown` deletes the endpoint.
 """
 
 from __future__ import annotations
@@ -36,19 +38,22 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTrainingOperator,
     SageMakerTransformOperator,
 )
-from airflow.sdk import Asset, Param, TaskGroup, TriggerRule, chain, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, TaskGroup, TriggerRule, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
 from include.scones.operators import GuardedEndpointOperator, RegisterModelVersionOperator, ReviewOperator
 from include.scones.params import with_defaults
 from include.scones.review import ANSWER_KEY, NOTE_PARAM, NOTE_SCHEMA, REJECT
-from include.scones.settings import ENDPOINT_ASSET_NAME, parse_time
+from include.scones.settings import ENDPOINT_ASSET_NAME, RETRAINING_ASSET_NAME, parse_time
 from include.scones.timetables import UpcomingCronTimetable
 
 PARSE_TIME = parse_time()
 AWS_CONN_ID = PARSE_TIME.aws_conn_id
-SCHEDULE = UpcomingCronTimetable(PARSE_TIME.training_schedule, timezone="UTC")
+SCHEDULE = AssetOrTimeSchedule(
+    timetable=UpcomingCronTimetable(PARSE_TIME.training_schedule, timezone="UTC"),
+    assets=Asset(name=RETRAINING_ASSET_NAME),
+)
 SAGEMAKER = {"aws_conn_id": AWS_CONN_ID, "check_interval": PARSE_TIME.poll_seconds}
 
 
@@ -99,6 +104,18 @@ def transform(run_plan: dict, archive: dict) -> str:
     manifest = write_channels(read_archive(Path(archive["path"])), classes, target, archive["md5"])
     print(f"dataset {manifest['dataset_id']}: {manifest['counts']}")
     return str(target)
+
+
+@task
+def add_labelled_images(channels: str) -> str:
+    """Add the images people labelled under Browse → Scones review: a new dataset version, deduplicated by content
+    hash, "neither" left out; the test split stays CIFAR's own."""
+    from pathlib import Path
+
+    from include.scones import airflow_runtime, training_steps
+
+    return str(training_steps.add_labelled_images(
+        airflow_runtime.s3_hook().get_conn(), airflow_runtime.settings(), Path(channels)))  # fmt: skip
 
 
 @task
@@ -278,7 +295,7 @@ def scones_training_pipeline() -> None:
 
     with TaskGroup(**stage("ETL", "CIFAR-100 → PNG channels → S3, and the training code")):
         archive = extract()
-        channels = transform(run_plan, archive)
+        channels = add_labelled_images(transform(run_plan, archive))
         data_uri = load(run_plan, channels)
         code_uri = package_code(run_plan)
 

@@ -11,6 +11,15 @@ under s3://<bucket>/monitoring/latest/, read through the provider's S3Hook on th
     GET /charts/<name>.png confidence_over_time, confidence_histogram or class_mix (anything else: 404)
     GET /health            {"status": "ok"}, without S3 or login
 
+and the Review page (issue #18), its own UI entry "Scones review" under Browse:
+
+    GET  /review/          the filtered inferences, newest first (?offset=N pages), each to label with a class or
+                           "neither" by mouse or keys (include/scones/review_view.py, labelling.py)
+    POST /review/labels    one label, JSON {inference_id, label, state, issued, signature}: 200 with what was stored
+                           and the next ticket; 400 ValidationException (bad body, unknown class), 403
+                           AccessDeniedException (cross-origin, forged or expired), 404 ResourceNotFoundException
+                           (unknown id), 409 ConflictException (replayed or stale), 415 (not JSON)
+
 Every route but /health needs an Airflow login (the report shows captured inputs): the API server's JWT, from
 the UI's session cookie or an `Authorization: Bearer` header. The page redirects a browser without one to the
 login; the JSON and chart routes answer 401. S3 failures answer 502 with a one-line reason.
@@ -21,6 +30,7 @@ builds its own S3Hook. The project root must be on PYTHONPATH (as for the DAGs, 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Protocol
 from urllib.parse import urlencode
@@ -30,6 +40,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from include.scones import labelling, review_view
 from include.scones import monitoring_view as view
 from include.scones.monitoring.layout import CHART_NAMES, REPORT_HTML, SUMMARY_JSON
 
@@ -37,8 +48,10 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/monitoring"
 UI_ROUTE = "scones"
-PAGES = frozenset({"/"})  # routes people open in a browser (the rest are fetched by the page or by scripts)
+PAGES = frozenset({"/", "/review/"})  # routes people open in a browser (the rest are fetched by the page or by scripts)
 NAME = "Scones monitoring"
+REVIEW_NAME = "Scones review"
+REVIEW_UI_ROUTE = "scones-review"
 NO_CACHE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -79,8 +92,22 @@ def get_reader() -> ReportReader:
     return view.S3ReportReader(bucket=project_bucket(), hook_factory=s3_hook)
 
 
-async def require_airflow_user(request: Request) -> None:
-    """Airflow's own authentication (401 without a valid token), imported on first use."""
+def get_review_store() -> labelling.ReviewStore:
+    """Per request: the review queue in the project's bucket, through the S3Hook's client (built on first use)."""
+    from include.scones.airflow_runtime import s3_hook
+
+    return labelling.ReviewStore(bucket=project_bucket(), client_factory=lambda: s3_hook().get_conn())
+
+
+def review_signing_key() -> bytes:
+    """The tickets' key, derived from the API server's [api] secret_key (the same on every API server worker)."""
+    from airflow.configuration import conf
+
+    return labelling.signing_key(conf.get("api", "secret_key"))
+
+
+async def airflow_user_name(request: Request) -> str:
+    """Airflow's own authentication (401 without a valid token), imported on first use; the user's name."""
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.security import HTTPAuthorizationCredentials
 
@@ -88,7 +115,12 @@ async def require_airflow_user(request: Request) -> None:
     credentials = None
     if scheme.lower() == "bearer" and token.strip():
         credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
-    await get_user(request=request, _oauth_token=None, bearer_credentials=credentials)
+    user = await get_user(request=request, _oauth_token=None, bearer_credentials=credentials)
+    return str(user.get_name())
+
+
+async def require_airflow_user(request: Request) -> None:
+    await airflow_user_name(request)
 
 
 def login_url(request: Request) -> str:
@@ -146,7 +178,59 @@ def create_app() -> FastAPI:
             return JSONResponse({"detail": f"Unknown chart; the charts are {allowed}"}, 404, headers=NO_CACHE)
         return _file(reader, file_name, "image/png")
 
+    @app.get("/review/", response_class=HTMLResponse)
+    def review_page(
+        offset: int = 0,
+        user: str = Depends(airflow_user_name),
+        store: labelling.ReviewStore = Depends(get_review_store),
+        key: bytes = Depends(review_signing_key),
+    ) -> Response:
+        nonce = review_view.new_nonce()
+        headers = {**NO_CACHE, "Content-Security-Policy": review_view.content_security_policy(nonce)}
+        offset = max(offset, 0)
+        try:
+            rows, total = store.page(key, user, review_view.PAGE_SIZE, offset)
+        except Exception as error:  # S3 unreachable, denied, or a broken queue file: one line, never a traceback
+            message = f"Could not read the review queue in s3://{store.bucket}/{store.layout.prefix}/: "
+            log.warning("%s%s", message, view.describe_error(error), exc_info=True)
+            return HTMLResponse(view.error_page(message + view.describe_error(error)), 502, headers=headers)
+        body = review_view.render_page(
+            rows, total, offset, store.bucket, store.layout.ground_truth_prefix, nonce, choices=()
+        )
+        return HTMLResponse(body, headers=headers)
+
+    @app.post("/review/labels")
+    async def review_label(
+        request: Request,
+        user: str = Depends(airflow_user_name),
+        store: labelling.ReviewStore = Depends(get_review_store),
+        key: bytes = Depends(review_signing_key),
+    ) -> Response:
+        try:
+            review_view.check_origin(request.headers, request.headers.get("host", ""), _bearer(request))
+            review_view.check_content_type(request.headers.get("content-type"))
+            raw = await request.body()
+            if len(raw) > review_view.MAX_BODY_BYTES:
+                raise labelling.ReviewError(f"the body is over {review_view.MAX_BODY_BYTES} bytes")
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise labelling.ReviewError("the body is not JSON") from None
+            inference_id, label, ticket = review_view.parse_label_request(body)
+            state, next_ticket = store.save_label(key, user, inference_id, label, ticket)
+        except labelling.ReviewError as error:
+            return JSONResponse(review_view.error_answer(error), error.status, headers=NO_CACHE)
+        except Exception as error:  # S3 failed: nothing half-written is taken as stored; the page says so
+            log.warning("storing a label failed", exc_info=True)
+            detail = {"code": "ServiceUnavailable", "detail": view.describe_error(error)}
+            return JSONResponse(detail, 502, headers=NO_CACHE)
+        return JSONResponse(review_view.label_answer(state, next_ticket), headers=NO_CACHE)
+
     return app
+
+
+def _bearer(request: Request) -> bool:
+    return request.headers.get("authorization", "").lower().startswith("bearer ")
 
 
 def _file(reader: ReportReader, file_name: str, media_type: str) -> Response:
@@ -171,9 +255,16 @@ external_view = {
     "url_route": UI_ROUTE,
     "category": "browse",
 }
+review_view_entry = {
+    "name": REVIEW_NAME,
+    "href": URL_PREFIX.removeprefix("/") + "/review/",
+    "destination": "nav",
+    "url_route": REVIEW_UI_ROUTE,
+    "category": "browse",
+}
 
 
 class SconesMonitoringPlugin(AirflowPlugin):
     name = "scones_monitoring"
     fastapi_apps = [fastapi_app]
-    external_views = [external_view]
+    external_views = [external_view, review_view_entry]

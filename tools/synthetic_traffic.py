@@ -90,6 +90,10 @@ class Traffic:
     low_confidence_share: float = 0.2
     threshold: float = CONFIDENCE_THRESHOLD
     seed: int = 0
+    inference_ids: bool = False  # name each record `synthetic-<seed>-<index>` (eventMetadata.inferenceId)
+
+    def inference_id(self, index: int) -> str | None:
+        return f"synthetic-{self.seed}-{index}" if self.inference_ids else None
 
     def events(self) -> Iterator[tuple[datetime, list[float]]]:
         """(inference time, probabilities), in time order. A low-confidence prediction's top probability is
@@ -125,7 +129,9 @@ class Traffic:
         ids = random.Random(self.seed + 1)
         for index, (when, probabilities) in enumerate(self.events()):
             event_id = str(uuid.UUID(int=ids.getrandbits(128)))
-            yield when, capture_line(when, probabilities, image=tiny_png(rgb=event_colour(index)), event_id=event_id)
+            image = tiny_png(rgb=event_colour(index))
+            yield when, capture_line(when, probabilities, image=image, event_id=event_id,
+                                     inference_id=self.inference_id(index))  # fmt: skip
 
     def lines(self) -> Iterator[str]:
         return (line for _, line in self.timed_lines())

@@ -92,6 +92,14 @@ class Settings(_Model):
     alert_low_confidence_share: float = Field(0.5, ge=0, le=1)
     alert_psi: float = Field(0.25, ge=0)
     alert_min_records: int = Field(50, ge=0)
+    # Input drift: the PSI limit of each image statistic against the training images (monitoring/live.py).
+    alert_image_psi: float = Field(0.25, ge=0)
+    # The labelling loop (issue #18): how many filtered inferences each report queues for review, how far back
+    # the report merges people's labels with captures, and whether an alert requests a retraining run (Asset
+    # scones_retraining_requested, which the training DAG is scheduled on besides its timetable).
+    review_queue_per_report: int = Field(200, ge=0)
+    label_lookback_hours: float = Field(24.0, gt=0)
+    retrain_on_alert: bool = True
     # AWS delivers capture files minutes late: the report stops this long before now (the local cloud: seconds).
     report_lag_minutes: float = Field(15.0, ge=0)
     pytorch_version: str = "2.5.1"
@@ -147,3 +155,5 @@ AWS_CONN_ID_VARIABLE = variable_name("aws_conn_id")
 POLL_SECONDS_VARIABLE = variable_name("poll_seconds")
 # The Airflow Asset the training DAG updates after each deploy; the workflow DAG is scheduled on it.
 ENDPOINT_ASSET_NAME = "scones_vehicle_classifier_endpoint"
+# The Asset a monitoring alert updates (SCONES_RETRAIN_ON_ALERT); the training DAG is scheduled on it too.
+RETRAINING_ASSET_NAME = "scones_retraining_requested"

@@ -66,6 +66,23 @@ def channels_dir(settings: Settings, archive_md5: str, classes: list[str]) -> Pa
     return Path(settings.cache_dir) / "channels" / archive_md5 / "-".join(classes)
 
 
+def add_labelled_images(s3_client: Any, settings: Settings, base_dir: Path) -> Path:
+    """The training set: the CIFAR channels plus the images people labelled on the Review page, as a new dataset
+    version (labelled_dataset.py); the CIFAR channels themselves while no label is usable."""
+    from include.scones import labelled_dataset, labelling
+
+    store = labelling.ReviewStore(settings.bucket, lambda: s3_client)
+    labelled, dropped = labelled_dataset.collect(store)
+    target = base_dir.with_name(base_dir.name + "-labelled")
+    source = f"s3://{settings.bucket}/{store.layout.labels_prefix}"
+    manifest = labelled_dataset.write(base_dir, labelled, dropped, target, source)
+    if manifest is None:
+        log.info("no usable label in %s (%d read): training on the CIFAR channels as they are", source, len(labelled))
+        return base_dir
+    log.info("dataset %s: CIFAR %s plus %s", manifest["dataset_id"], manifest["base_dataset_id"], manifest["labelled"])
+    return target
+
+
 def load_channels(hook: s3_sync.S3HookLike, plan: RunPlan, settings: Settings, local_dir: Path) -> str:
     """Upload the channels under a content-addressed prefix; returns `s3://bucket/<prefix>/<dataset id>/`."""
     manifest = json.loads((local_dir / "manifest.json").read_text())

@@ -5,6 +5,7 @@ Layout written under the output directory (the S3 layout mirrors it):
     <split>/images/<cifar filename>.png    one PNG per selected image
     <split>/<split>.lst                    index (in the CIFAR split), label (position in the class list), filename
     <split>/classes.json                   class names in label order
+    image_baseline.json                    the training images' statistics (monitoring's input drift)
     manifest.json                          classes, counts, checksums, and a content-derived dataset id
 
 The output is a pure function of the archive and the class list: re-running writes identical bytes.
@@ -95,15 +96,27 @@ def _write_staging(
         (staging / split / f"{split}.lst").write_text(format_lst(rows))
         (staging / split / "classes.json").write_text(json.dumps(list(class_names)) + "\n")
         counts[split] = {name: sum(1 for r in rows if r.label == label) for label, name in enumerate(class_names)}
+    return seal(staging, class_names, {"counts": counts, "source_md5": archive_md5})
+
+
+def seal(staging: Path, class_names: Sequence[str], fields: dict[str, Any]) -> dict[str, Any]:
+    """Finish a channels directory: the training images' statistics (image_baseline.json, what monitoring
+    measures input drift against), then manifest.json with every file's checksum and the content-derived id."""
+    from include.scones.monitoring.image_stats import baseline_from_directory
+    from include.scones.monitoring.publish import IMAGE_BASELINE_FILE
+
+    baseline = baseline_from_directory(staging / "train" / "images")
+    (staging / IMAGE_BASELINE_FILE).write_text(json.dumps(baseline.to_dict(), indent=2, sort_keys=True) + "\n")
     files = {
-        path.relative_to(staging).as_posix(): _sha256(path) for path in sorted(staging.rglob("*")) if path.is_file()
+        path.relative_to(staging).as_posix(): _sha256(path)
+        for path in sorted(staging.rglob("*"))
+        if path.is_file() and path.name != "manifest.json"
     }
     content = json.dumps({"classes": list(class_names), "files": files}, sort_keys=True).encode()
     manifest = {
         "dataset_id": hashlib.sha256(content).hexdigest()[:16],
         "classes": {name: label for label, name in enumerate(class_names)},
-        "counts": counts,
-        "source_md5": archive_md5,
+        **fields,
         "files": files,
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -110,9 +110,11 @@ def test_workflow_deploys_runs_and_reports(
     monkeypatch.setenv("SCONES_ALERT_MIN_RECORDS", "1")
     second = _run("scones_inference_workflow")
     states = _states(second)
-    # Then the report task fails once as the alert (not retried into an empty window); the rest succeeds
-    assert states["monitoring_report"] == "failed"
-    assert all(state == "success" for task, state in states.items() if task != "monitoring_report"), states
+    # Then the alert requests retraining and fails the run (check_alerts, not retried); the rest succeeds
+    assert states["check_alerts"] == "failed"
+    assert all(state == "success" for task, state in states.items() if task != "check_alerts"), states
+    requested = second.get_task_instance("request_retraining").xcom_pull(task_ids="request_retraining")
+    assert requested and any("PSI" in alert for alert in requested)
     again = second.get_task_instance("deploy_lambdas").xcom_pull(task_ids="deploy_lambdas")
     assert {f["action"] for f in again.values()} == {"unchanged"}
     names = [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]

@@ -169,10 +169,12 @@ def test_registration(plugin: ModuleType) -> None:
     registered = plugin.SconesMonitoringPlugin
     assert registered.name == "scones_monitoring"
     assert registered.fastapi_apps == [{"app": plugin.app, "url_prefix": "/monitoring", "name": "Scones monitoring"}]
-    [external] = registered.external_views
+    external, review = registered.external_views
     assert external["destination"] == "nav" and external["url_route"] == "scones"
     # Relative to the UI's base URL, so the frame also works when Airflow is served under a path.
     assert external["href"] == "monitoring/"
+    assert (review["name"], review["href"], review["category"]) == ("Scones review", "monitoring/review/", "browse")
+    assert review["url_route"] != external["url_route"]
 
 
 def test_import_is_light() -> None:

@@ -83,7 +83,10 @@ def test_manifest_checksums_match_the_files(tmp_path: Path, archive: CifarArchiv
         path: hashlib.sha256(body).hexdigest() for path, body in tree_bytes(out).items() if path != "manifest.json"
     }
     assert manifest["files"] == on_disk
-    assert len(on_disk) == 5 + 2 + 2 * 2  # images, plus a .lst and classes.json per split
+    assert len(on_disk) == 5 + 2 + 2 * 2 + 1  # images, a .lst and classes.json per split, image_baseline.json
+    baseline = json.loads((out / "image_baseline.json").read_text())
+    assert baseline["images"] == sum(manifest["counts"]["train"].values())  # the training images only
+    assert set(baseline["statistics"]) == {"brightness", "contrast", "saturation", "sharpness", "size"}
     assert json.loads((out / "manifest.json").read_text()) == manifest
     content = json.dumps({"classes": ["bicycle", "motorcycle"], "files": on_disk}, sort_keys=True).encode()
     assert manifest["dataset_id"] == hashlib.sha256(content).hexdigest()[:16]

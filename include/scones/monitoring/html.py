@@ -130,6 +130,67 @@ def _sample(record: CaptureRecord, classes: Sequence[str]) -> _Sample:
     )
 
 
+@dataclass(frozen=True)
+class _Loop:
+    """The labelling loop's sections (live.py): live accuracy, the estimate without labels, input drift."""
+
+    accuracy: dict[str, Any]
+    accuracy_text: str
+    label_span: str
+    confusion_rows: list[list[object]]
+    class_rows: list[list[object]]
+    hour_rows: list[list[object]]
+    estimate: dict[str, Any] | None
+    estimate_text: str
+    drift: dict[str, Any] | None
+    drift_rows: list[_Number]
+
+
+def _loop(summary: Mapping[str, Any]) -> _Loop:
+    accuracy, estimate, drift = summary["live_accuracy"], summary["estimated_accuracy"], summary["input_drift"]
+    classes = summary["classes"]
+    matrix = accuracy["confusion_matrix"]["rows"]
+    estimate_text = "no calibration table in this model's evaluation"
+    if estimate is not None and estimate["estimated_accuracy"] is not None:
+        ece = estimate["calibration_error"]
+        estimate_text = (
+            f"{_percent(estimate['estimated_accuracy'])} over {estimate['records']} predictions, trustworthy to about "
+            f"±{ece:.1%} (the model's expected calibration error on the test split)"
+        )
+    elif estimate is not None:
+        estimate_text = "no predictions in the window"
+    rows = []
+    if drift is not None:
+        for name, row in drift["statistics"].items():
+            rows.append(_Number(name, _number(row["psi"]), bool(row["over_limit"]),
+                                f"limit {drift['limit']}, live mean {_number(row['live_mean'], 4)}"))  # fmt: skip
+    return _Loop(
+        accuracy=accuracy,
+        accuracy_text=_percent(accuracy["accuracy"]),
+        label_span=f"{display_time(accuracy['window']['start'])} to {display_time(accuracy['window']['end'])}",
+        confusion_rows=[[name, *matrix[i]] for i, name in enumerate(classes)],
+        class_rows=[
+            [name, row["labelled"], _percent(row["recall"]), _percent(row["precision"])]
+            for name, row in accuracy["per_class"].items()
+        ],  # fmt: skip
+        hour_rows=[
+            [
+                display_time(row["hour"]),
+                row["predictions"] if row["predictions"] is not None else "–",
+                row["labelled"],
+                _percent(row["labelled_share"]),
+                _percent(row["accuracy"]),
+            ]
+            for row in accuracy["hours"]
+            if row["labelled"] or row["predictions"]
+        ],  # fmt: skip
+        estimate=estimate,
+        estimate_text=estimate_text,
+        drift=drift,
+        drift_rows=rows,
+    )
+
+
 def render_html(
     summary: Mapping[str, Any], charts: Mapping[str, bytes], samples: Sequence[CaptureRecord], max_samples: int = 12
 ) -> str:
@@ -146,6 +207,8 @@ def render_html(
         skipped_total=summary["skipped_total"],
         out_of_window=summary["out_of_window"],
         alerts=summary["alerts"],
+        held_back=summary.get("held_back", []),
+        live=_loop(summary),
         numbers=_numbers(summary),
         charts=[_Chart(CHART_TITLES.get(name, name), data_uri("image/png", png)) for name, png in charts.items()],
         hour_header=["hour", "records", "mean confidence", "below threshold", *classes],

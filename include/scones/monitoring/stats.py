@@ -40,6 +40,9 @@ class Limits:
 
     low_confidence_share: float = 0.5
     psi: float = 0.25
+    # Input drift: the PSI of each image statistic (brightness, contrast, saturation, sharpness, size) against the
+    # training images (live.py, image_stats.py).
+    image_psi: float = 0.25
     # Shares and PSI over a handful of records are noise (6 smoke executions can show a PSI near 1): a window
     # with fewer records than this raises no alert; its numbers are still reported.
     min_records: int = 50
@@ -244,6 +247,7 @@ class WindowStats:
             "limits": {
                 "low_confidence_share": limits.low_confidence_share,
                 "psi": limits.psi,
+                "image_psi": limits.image_psi,
                 "min_records": limits.min_records,
             },
             "baseline": baseline.to_dict(),
