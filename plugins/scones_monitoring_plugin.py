@@ -194,9 +194,7 @@ def create_app() -> FastAPI:
             message = f"Could not read the review queue in s3://{store.bucket}/{store.layout.prefix}/: "
             log.warning("%s%s", message, view.describe_error(error), exc_info=True)
             return HTMLResponse(view.error_page(message + view.describe_error(error)), 502, headers=headers)
-        body = review_view.render_page(
-            rows, total, offset, store.bucket, store.layout.ground_truth_prefix, nonce, choices=()
-        )
+        body = review_view.render_page(rows, total, offset, store.bucket, store.layout.ground_truth_prefix, nonce)
         return HTMLResponse(body, headers=headers)
 
     @app.post("/review/labels")
@@ -248,20 +246,16 @@ app = create_app()
 # Where the API server mounts the app, and the UI entry that frames it. The href is relative (no leading slash):
 # the UI resolves it against its base URL, so it also works when Airflow is served under a path ([api] base_url).
 fastapi_app = {"app": app, "url_prefix": URL_PREFIX, "name": NAME}
-external_view = {
-    "name": NAME,
-    "href": URL_PREFIX.removeprefix("/") + "/",
-    "destination": "nav",
-    "url_route": UI_ROUTE,
-    "category": "browse",
-}
-review_view_entry = {
-    "name": REVIEW_NAME,
-    "href": URL_PREFIX.removeprefix("/") + "/review/",
-    "destination": "nav",
-    "url_route": REVIEW_UI_ROUTE,
-    "category": "browse",
-}
+
+
+def browse_entry(name: str, path: str, route: str) -> dict[str, str]:
+    """A Browse menu entry that frames this app's `path` (relative to URL_PREFIX) inside the UI."""
+    return {"name": name, "href": URL_PREFIX.removeprefix("/") + path, "destination": "nav", "url_route": route,
+            "category": "browse"}  # fmt: skip
+
+
+external_view = browse_entry(NAME, "/", UI_ROUTE)
+review_view_entry = browse_entry(REVIEW_NAME, "/review/", REVIEW_UI_ROUTE)
 
 
 class SconesMonitoringPlugin(AirflowPlugin):

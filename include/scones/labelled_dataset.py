@@ -84,7 +84,7 @@ def write(base_dir: Path, labelled: Sequence[LabelledImage], dropped: Counter[st
           source: str) -> dict[str, Any] | None:  # fmt: skip
     """The new dataset version in `output_dir` (replaced atomically), or None when no label is usable (train on
     `base_dir` as it is). `source` says where the labels came from, for the manifest."""
-    from include.scones.transform import seal
+    from include.scones.transform import seal, write_atomically
 
     base = json.loads((base_dir / "manifest.json").read_text())
     classes = sorted(base["classes"], key=base["classes"].__getitem__)
@@ -107,9 +107,8 @@ def write(base_dir: Path, labelled: Sequence[LabelledImage], dropped: Counter[st
                 skipped["unreadable"] += 1
     if not chosen:
         return None
-    staging = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+
+    def build(staging: Path) -> dict[str, Any]:
         shutil.copytree(base_dir, staging)
         (staging / "manifest.json").unlink()
         rows = read_lst(staging / "train" / "train.lst")
@@ -134,10 +133,6 @@ def write(base_dir: Path, labelled: Sequence[LabelledImage], dropped: Counter[st
                 "files": sorted(f"train/images/labelled-{digest[:16]}.png" for digest in chosen),
             },
         }
-        manifest = seal(staging, classes, fields)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(output_dir, ignore_errors=True)
-    staging.replace(output_dir)
-    return manifest
+        return seal(staging, classes, fields)
+
+    return write_atomically(output_dir, build)

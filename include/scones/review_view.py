@@ -62,7 +62,7 @@ class ShownRow:
 
 def render_page(
     rows: Sequence[PageRow], total: int, offset: int, bucket: str, ground_truth_prefix: str, nonce: str,
-    choices: Sequence[str], page_size: int = PAGE_SIZE,
+    page_size: int = PAGE_SIZE,
 ) -> str:  # fmt: skip
     shown = [
         ShownRow(
@@ -78,7 +78,7 @@ def render_page(
         bucket=bucket,
         ground_truth_prefix=ground_truth_prefix,
         nonce=nonce,
-        choices=list(choices or (rows[0].item.choices if rows else ())),
+        choices=list(rows[0].item.choices if rows else ()),
         previous_offset=max(offset - page_size, 0) if offset > 0 else None,
         next_offset=offset + page_size if offset + page_size < total else None,
     )

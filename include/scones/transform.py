@@ -18,12 +18,14 @@ import io
 import json
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from include.scones.cifar import SPLITS, CifarArchive, CifarFormatError
 from include.scones.manifests import LstRow, format_lst
+
+T = TypeVar("T")
 
 # File names come from the (untrusted) pickle and become paths: only plain base names are accepted.
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.png$")
@@ -75,16 +77,23 @@ def write_channels(
 ) -> dict[str, Any]:
     """Write the channels to `output_dir` (replaced atomically) and return the manifest."""
     labels = select_labels(archive, class_names)
+    return write_atomically(output_dir, lambda staging: _write_staging(archive, class_names, labels, staging,
+                                                                       archive_md5))  # fmt: skip
+
+
+def write_atomically(output_dir: Path, build: Callable[[Path], T]) -> T:
+    """Build a directory in `<output_dir>.partial`, then put it in place of `output_dir`: a failure leaves the old
+    directory (or none), never a half-written one."""
     staging = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        manifest = _write_staging(archive, class_names, labels, staging, archive_md5)
+        result = build(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(output_dir, ignore_errors=True)
     staging.replace(output_dir)
-    return manifest
+    return result
 
 
 def _write_staging(

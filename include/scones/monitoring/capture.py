@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -276,14 +276,20 @@ def _optional_text(mapping: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parse_record(line: str | bytes, n_classes: int, *, keep_input: bool = True) -> CaptureRecord:
-    """One capture line -> record. Raises MalformedRecord (with a reason from SKIP_REASONS) for anything else."""
+def json_object(line: str | bytes, error: Callable[[str, str], Exception]) -> dict[str, Any]:
+    """A JSON line that must hold an object; `error(reason, detail)` ("bad_json" or "not_an_object") otherwise."""
     try:
         record = json.loads(line)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise MalformedRecord("bad_json", "the line is not JSON") from None
+        raise error("bad_json", "the line is not JSON") from None
     if not isinstance(record, dict):
-        raise MalformedRecord("not_an_object", f"the line holds a JSON {type(record).__name__}")
+        raise error("not_an_object", f"the line holds a JSON {type(record).__name__}")
+    return record
+
+
+def parse_record(line: str | bytes, n_classes: int, *, keep_input: bool = True) -> CaptureRecord:
+    """One capture line -> record. Raises MalformedRecord (with a reason from SKIP_REASONS) for anything else."""
+    record = json_object(line, MalformedRecord)
     capture = record.get("captureData")
     if not isinstance(capture, dict):
         raise MalformedRecord("missing_capture_data", "no captureData object")

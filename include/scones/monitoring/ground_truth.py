@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from include.scones.monitoring.capture import HOUR, Window, floor_hour, key_hour, utc_text
+from include.scones.monitoring.capture import HOUR, Window, floor_hour, json_object, key_hour, utc_text
 
 NEITHER = "neither"
 GROUND_TRUTH_PREFIX = "ground_truth"
@@ -162,12 +162,7 @@ def _label_time(metadata: dict[str, Any], fallback_time: datetime | None) -> dat
 def parse_label(line: str | bytes, *, fallback_time: datetime | None = None) -> Label:
     """One ground-truth line -> Label. Raises BadLabel (reason from SKIP_REASONS) for anything else.
     `data` is read as the class name whatever its `encoding` says (we write CSV), with blanks around it stripped."""
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise BadLabel("bad_json", "the line is not JSON") from None
-    if not isinstance(record, dict):
-        raise BadLabel("not_an_object", f"the line holds a JSON {type(record).__name__}")
+    record = json_object(line, BadLabel)
     truth = record.get("groundTruthData")
     data = truth.get("data") if isinstance(truth, dict) else None
     if not isinstance(data, str) or not data.strip():
