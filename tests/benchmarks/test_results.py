@@ -43,7 +43,7 @@ def complete() -> dict[str, Any]:
             "ratio_to_noop_p50": 1.125,
         },
         "rollout": {"update_to_full_traffic_seconds": 9.1, "alarm_to_rollback_seconds": 1.2, "canary_bake_seconds": 5},
-        "report": {"records": 100_000, "seconds": 2.2, "peak_rss_mb": 75.0},
+        "report": {"records": 100_000, "labels": 10_000, "seconds": 2.2, "peak_rss_mb": 75.0},
         "dags": {
             "files": {"a.py": {"parse_seconds": 0.1}, "b.py": {"parse_seconds": 0.4}},
             "airflow_import_seconds": 2.0,
@@ -127,7 +127,7 @@ def test_a_null_value_counts_as_missing() -> None:
 def test_a_missing_section_lists_all_its_keys() -> None:
     broken = complete()
     del broken["report"]
-    assert results.missing_keys(broken) == ["report.records", "report.seconds", "report.peak_rss_mb"]
+    assert results.missing_keys(broken) == ["report.records", "report.labels", "report.seconds", "report.peak_rss_mb"]
 
 
 def test_every_dag_file_needs_its_parse_time() -> None:

@@ -143,6 +143,7 @@ def test_a_small_window_says_which_alerts_it_holds_back() -> None:
     assert any("brightness" in sentence for sentence in held)
     assert any("confidence distribution" in sentence for sentence in held)  # 0.99 everywhere: the PSI is high
     assert "Too few records to judge" in report.html and "Held back, though over its limit" in report.html
+    assert '<div class="held"><strong>Too few records' in report.html  # amber, not the all-clear green
     assert "every number is within its limit" not in report.html
     calm = build_report([], BASELINE, CLASSES, 0.93, WINDOW, Limits(min_records=50), live=live)
     assert calm.summary["held_back"] == []

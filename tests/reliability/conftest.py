@@ -85,6 +85,7 @@ def dag_settings(
     settings = scones_settings(cifar_mirror, tmp_path_factory.mktemp("reliability-cache"), BUCKET) | {
         "SCONES_ALERT_LOW_CONFIDENCE_SHARE": "1",
         "SCONES_ALERT_PSI": "1000",
+        "SCONES_ALERT_IMAGE_PSI": "1000",  # the load and bad-input tests send images unlike CIFAR's
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in settings.items():

@@ -214,3 +214,5 @@ def test_the_next_alert_retrains_on_the_labelled_images(first_alert: dict[str, A
     accuracy = latest_summary(airflow_ui)["live_accuracy"]
     assert (accuracy["labelled"], accuracy["neither"]) == (2, 1), accuracy
     assert accuracy["accuracy"] is not None and sum(map(sum, accuracy["confusion_matrix"]["rows"])) == 2
+    page = airflow_ui.aws("s3").get_object(Bucket=BUCKET, Key="monitoring/latest/report.html")["Body"].read().decode()
+    assert "Live accuracy (labelled by people)" in page and "2 labelled predictions" in page
