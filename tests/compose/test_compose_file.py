@@ -206,6 +206,44 @@ def test_the_required_services_exist(compose: dict) -> None:
     assert REQUIRED_SERVICES <= set(services(compose))
 
 
+CELERY_SERVICES = {"redis", "airflow-worker"}
+
+
+def test_the_celery_profile_is_the_official_layout_and_off_by_default(compose: dict) -> None:
+    """Profile `celery`: the official file's Redis and Celery worker; nothing else is in a profile, so a plain
+    `docker compose up` is the LocalExecutor stack it always was."""
+    profiled = {name: svc["profiles"] for name, svc in services(compose).items() if svc.get("profiles")}
+    assert profiled == {name: ["celery"] for name in CELERY_SERVICES}
+    redis, worker, scheduler = (services(compose)[name] for name in ("redis", "airflow-worker", "airflow-scheduler"))
+    assert redis["image"] == "redis:7.2-bookworm" and "ports" not in redis  # reachable by the workers only
+    assert worker["command"] == "celery worker" and worker["build"] == scheduler["build"]
+    assert environment(worker) == environment(scheduler) | {"DUMB_INIT_SETSID": "0"}
+    assert worker["volumes"] == scheduler["volumes"]  # the same code, logs, config and shared ETL cache
+    # A worker runs the tasks, so it waits for the broker and for the local cloud as the scheduler does
+    needs = {name: condition["condition"] for name, condition in worker["depends_on"].items()}
+    assert needs["redis"] == needs["ministack"] == needs["local-sagemaker"] == "service_healthy"
+    env = environment(scheduler)
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:") and "@postgres/" in env[
+        "AIRFLOW__CELERY__RESULT_BACKEND"]  # fmt: skip
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    switched = load_compose(env=KEYS_ENV | {"AIRFLOW_EXECUTOR": "CeleryExecutor"})
+    assert environment(services(switched)["airflow-worker"])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_docker_compose_config_accepts_the_celery_profile() -> None:
+    result = subprocess.run(
+        ["docker-compose", "--profile", "celery", "config"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        env=os.environ | KEYS_ENV | {"AIRFLOW_EXECUTOR": "CeleryExecutor"}, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert CELERY_SERVICES <= set(config["services"])
+    executors = {environment(svc).get("AIRFLOW__CORE__EXECUTOR") for svc in airflow_services(config).values()}
+    assert executors == {"CeleryExecutor"}
+
+
 def test_every_published_port_is_bound_to_loopback(compose: dict) -> None:
     published = []
     for name, service in services(compose).items():
