@@ -184,6 +184,8 @@ ROWS: tuple[Row, ...] = (
     Row("workflow", "noop_execution_ms_p50", "no-op machine p50 (engine floor)", " ms", 0),
     Row("workflow", "ratio_to_noop_p50", "execution p50 / no-op p50", "×", 2, limit=1.2),
     Row("workflow", "succeeded_share", "share SUCCEEDED (the rest: low confidence)", digits=3),
+    Row("workflow", "express_execution_ms_p50", "Express (StartSyncExecution) execution p50", " ms", 0, limit=100.0),
+    Row("workflow", "express_client_ms_p50", "Express: the caller's StartSyncExecution round trip, p50", " ms", 0),
     Row(
         "rollout",
         "update_to_full_traffic_seconds",

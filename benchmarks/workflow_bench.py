@@ -7,6 +7,11 @@ execution is the engine's own `stopDate − startDate` (MiniStack's 150 ms start
 over every finished execution: low-confidence images end FAILED in LowConfidenceInference by design and
 take the same path through the three Lambdas. The client's view (StartExecution until DescribeExecution
 reports the end, polled every POLL_S) is recorded beside it.
+
+The same real template also runs as an **Express** machine through `StartSyncExecution`, in the same rounds: the
+call returns the execution's end (status, error, output), which is all a per-image caller needs, since Express
+keeps no execution history. Its time is the same engine `stopDate − startDate`, with the client's round trip
+beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ POLL_S = 0.02
 EXECUTION_TIMEOUT_S = 120.0
 REAL_MACHINE = "scones-bench-image-classification"
 NOOP_MACHINE = "scones-bench-noop"
+EXPRESS_MACHINE = "scones-bench-image-classification-express"
 NOOP_FOLDER = BENCH_DIR / "noop_lambda"
 LAMBDA_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/scones-lambda-execution"
 STATES_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/scones-states-execution"
@@ -49,8 +55,8 @@ def connection_extra(ctx: BenchContext) -> dict[str, Any]:
     return dict(json.loads(launcher.connection_uri_json(ctx.cfg))["extra"])
 
 
-def deploy(ctx: BenchContext) -> tuple[str, str]:
-    """(real machine ARN, no-op machine ARN); functions and machines are created or updated as the DAG does."""
+def deploy(ctx: BenchContext) -> tuple[str, str, str]:
+    """(real, no-op, real Express) machine ARNs; functions and machines are created or updated as the DAG does."""
     client = ctx.client("lambda")
     sfn = ctx.client("stepfunctions")
     environment = {"ENDPOINT_NAME": ENDPOINT_NAME, "THRESHOLD": repr(model_bench.THRESHOLD)}
@@ -76,7 +82,10 @@ def deploy(ctx: BenchContext) -> tuple[str, str]:
     noop_arn = state_machine_deploy.ensure_state_machine(
         sfn, NOOP_MACHINE, state_machine_deploy.render_definition(noop), STATES_ROLE_ARN
     )["arn"]
-    return real_arn, noop_arn
+    express_arn = state_machine_deploy.ensure_state_machine(
+        sfn, EXPRESS_MACHINE, state_machine_deploy.render_definition(real), STATES_ROLE_ARN, "EXPRESS"
+    )["arn"]
+    return real_arn, noop_arn, express_arn
 
 
 def upload_test_images(ctx: BenchContext) -> list[dict[str, str]]:
@@ -112,6 +121,36 @@ def execute(sfn: Any, machine_arn: str, payload: dict[str, str]) -> dict[str, An
     client_ms = (time.perf_counter() - began) * 1000
     engine_ms = (description["stopDate"] - description["startDate"]).total_seconds() * 1000
     return {"description": description, "engine_ms": engine_ms, "client_ms": client_ms}
+
+
+def sync_client(ctx: BenchContext) -> Any:
+    """A Step Functions client for StartSyncExecution. botocore sends that call to the host `sync-<endpoint host>`
+    (its model's hostPrefix, AWS's sync-states endpoint); a local endpoint URL has no such name, so the prefix is
+    left off here, as a connection to the local cloud would set `inject_host_prefix: false`."""
+    from botocore.config import Config
+
+    return ctx.client("stepfunctions", config=Config(inject_host_prefix=False))
+
+
+def execute_sync(sfn: Any, machine_arn: str, payload: dict[str, str]) -> dict[str, Any]:
+    """One StartSyncExecution of an Express machine: its answer (the execution's end) and the engine's and the
+    client's ms."""
+    began = time.perf_counter()
+    answer = sfn.start_sync_execution(stateMachineArn=machine_arn, input=json.dumps(payload))
+    client_ms = (time.perf_counter() - began) * 1000
+    engine_ms = (answer["stopDate"] - answer["startDate"]).total_seconds() * 1000
+    return {"description": answer, "engine_ms": engine_ms, "client_ms": client_ms}
+
+
+def summarize_sync(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Express machine's numbers: no execution history exists, so no per-state split."""
+    outcomes = tally([run["description"] for run in runs])
+    return {
+        "executions": len(runs),
+        **latency_summary([run["engine_ms"] for run in runs], "execution_ms_"),
+        **latency_summary([run["client_ms"] for run in runs], "client_ms_"),
+        "outcomes": outcomes,
+    }
 
 
 def state_durations(events: list[dict[str, Any]], stop: datetime) -> dict[str, float]:
@@ -193,22 +232,28 @@ def run(ctx: BenchContext, executions: int = EXECUTIONS) -> dict[str, Any]:
     endpoint_bench.deploy(ctx, model_bench.trained_model(ctx))
     inputs = upload_test_images(ctx)
     log("deploying the bench Lambdas and state machines (real and no-op)")
-    real_arn, noop_arn = deploy(ctx)
+    real_arn, noop_arn, express_arn = deploy(ctx)
     sfn = ctx.client("stepfunctions")
+    sync = sync_client(ctx)
     for payload in inputs[:WARMUP_EXECUTIONS]:
         execute(sfn, real_arn, payload)
         execute(sfn, noop_arn, payload)
-    log(f"{executions} executions of each machine, one at a time, alternating")
+        execute_sync(sync, express_arn, payload)
+    log(f"{executions} executions of each machine (Standard, no-op, Express), one at a time, alternating")
     load_before = load_average()
-    real_runs, noop_runs = [], []
+    real_runs, noop_runs, express_runs = [], [], []
     for payload in itertools.islice(itertools.cycle(inputs), executions):
         real_runs.append(execute(sfn, real_arn, payload))
         noop_runs.append(execute(sfn, noop_arn, payload))
+        express_runs.append(execute_sync(sync, express_arn, payload))
     load_after = load_average()
-    real, noop = summarize(sfn, real_runs), summarize(sfn, noop_runs)
+    real, noop, express = summarize(sfn, real_runs), summarize(sfn, noop_runs), summarize_sync(express_runs)
     unexpected = {k: v for k, v in real["outcomes"].items() if k not in ("SUCCEEDED", "LOW_CONFIDENCE")}
-    if unexpected or noop["outcomes"] != {"SUCCEEDED": executions}:
-        raise RuntimeError(f"executions ended unexpectedly: real {real['outcomes']}, no-op {noop['outcomes']}")
+    if unexpected or noop["outcomes"] != {"SUCCEEDED": executions} or express["outcomes"] != real["outcomes"]:
+        raise RuntimeError(
+            f"executions ended unexpectedly: real {real['outcomes']}, no-op {noop['outcomes']}, "
+            f"Express {express['outcomes']} (the same images must end the same way)"
+        )
     return {
         "measured_at": measured_at,
         **real,
@@ -216,6 +261,9 @@ def run(ctx: BenchContext, executions: int = EXECUTIONS) -> dict[str, Any]:
         "noop_execution_ms_p99": noop["execution_ms_p99"],
         "noop": noop,
         "ratio_to_noop_p50": round(real["execution_ms_p50"] / noop["execution_ms_p50"], 3),
+        "express_execution_ms_p50": express["execution_ms_p50"],
+        "express_client_ms_p50": express["client_ms_p50"],
+        "express": express,
         "timing": "engine stopDate - startDate over all finished executions (SUCCEEDED and LowConfidenceInference)",
         "filter_lambda_direct": lambda_after_error(ctx),
         "load_average_before_after": [load_before, load_after],

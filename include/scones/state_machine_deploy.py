@@ -30,14 +30,27 @@ def execution_input(s3_bucket: str, s3_key: str) -> dict[str, str]:
     return {"s3_bucket": s3_bucket, "s3_key": s3_key}
 
 
-def ensure_state_machine(client: Any, name: str, definition: str, role_arn: str) -> dict[str, str]:
-    """Create the state machine if missing, update it only when its definition or role changed."""
+MACHINE_TYPES = ("STANDARD", "EXPRESS")
+
+
+def ensure_state_machine(
+    client: Any, name: str, definition: str, role_arn: str, machine_type: str = "STANDARD"
+) -> dict[str, str]:
+    """Create the state machine if missing, update it only when its definition or role changed. Step Functions
+    cannot change a machine's type: a machine of the other type under this name is an error (delete it first)."""
+    if machine_type not in MACHINE_TYPES:
+        raise ValueError(f"machine_type must be one of {', '.join(MACHINE_TYPES)}, got {machine_type!r}")
     arn = find_state_machine(client, name)
     if arn is None:
-        created = client.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD")
-        log.info("created state machine %s", name)
+        created = client.create_state_machine(name=name, definition=definition, roleArn=role_arn, type=machine_type)
+        log.info("created %s state machine %s", machine_type, name)
         return {"arn": created["stateMachineArn"], "action": "created"}
     current = client.describe_state_machine(stateMachineArn=arn)
+    if current.get("type", "STANDARD") != machine_type:
+        raise ValueError(
+            f"state machine {name} is {current.get('type')}, not {machine_type}: Step Functions cannot change a "
+            "machine's type; delete it (scones_teardown) and deploy again"
+        )
     if json.loads(current["definition"]) == json.loads(definition) and current["roleArn"] == role_arn:
         log.info("state machine %s unchanged", name)
         return {"arn": arn, "action": "unchanged"}

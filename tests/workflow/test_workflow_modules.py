@@ -421,6 +421,18 @@ def test_ensure_state_machine_creates_a_missing_standard_machine() -> None:
     ]
 
 
+def test_ensure_state_machine_creates_an_express_machine_and_refuses_to_change_a_type() -> None:
+    client = FakeStepFunctions([[machine("other")]])
+    ensure_state_machine(client, MACHINE, DEFINITION, SFN_ROLE, "EXPRESS")
+    assert client.calls[0][1]["type"] == "EXPRESS"
+    standing = FakeStepFunctions(PAGES, {"definition": DEFINITION, "roleArn": SFN_ROLE, "type": "STANDARD"})
+    with pytest.raises(ValueError, match="cannot change a machine's type"):
+        ensure_state_machine(standing, MACHINE, DEFINITION, SFN_ROLE, "EXPRESS")
+    assert [call for call, _ in standing.calls] == ["describe_state_machine"]  # nothing changed
+    with pytest.raises(ValueError, match="machine_type"):
+        ensure_state_machine(standing, MACHINE, DEFINITION, SFN_ROLE, "express")
+
+
 def test_ensure_state_machine_finds_it_on_a_later_page_and_leaves_an_equal_definition_alone() -> None:
     compact = json.dumps(json.loads(DEFINITION), separators=(",", ":"))  # JSON-equal, other whitespace
     client = FakeStepFunctions(PAGES, {"definition": compact, "roleArn": SFN_ROLE})
