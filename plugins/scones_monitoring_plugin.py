@@ -39,6 +39,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from include.scones import labelling, review_view
 from include.scones import monitoring_view as view
@@ -215,7 +216,8 @@ def create_app() -> FastAPI:
             except ValueError:
                 raise labelling.ReviewError("the body is not JSON") from None
             inference_id, label, ticket = review_view.parse_label_request(body)
-            state, next_ticket = store.save_label(key, user, inference_id, label, ticket)
+            # S3 calls block: off the API server's event loop, as FastAPI runs the plain-def routes
+            state, next_ticket = await run_in_threadpool(store.save_label, key, user, inference_id, label, ticket)
         except labelling.ReviewError as error:
             return JSONResponse(review_view.error_answer(error), error.status, headers=NO_CACHE)
         except Exception as error:  # S3 failed: nothing half-written is taken as stored; the page says so
