@@ -123,7 +123,7 @@ def measure(root: Path, hours: int) -> dict[str, object]:
         "files_read": len(selected),
         "report_bytes": {name: len(body) for name, body in files.items()},
         "alerts": report.summary["alerts"],
-        "labels": sum(1 for _ in live.labels),
+        "labels": len(list(live.labels)),
         "live_accuracy": {
             k: report.summary["live_accuracy"][k]
             for k in ("labelled", "neither", "unknown_ids", "duplicates", "accuracy")

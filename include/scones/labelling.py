@@ -10,7 +10,8 @@ S3 layout under the project's bucket (`review/` is Settings.review_prefix):
     ground_truth/YYYY/MM/DD/HH/<MMSS>-<µs>-<hex>.jsonl
                                         every label ever given, one object each, dated when it was given
 
-The monitoring report fills the queue (`queue_candidates` → `publish_queue`): a seeded uniform sample of at most
+The monitoring report fills the queue (monitoring/live.py offers each filtered record under `candidate_key`, then
+`publish_queue`): a seeded uniform sample of at most
 Settings.review_queue_per_report distinct filtered inferences per report, each with its InferenceId (a capture
 without one could never be merged with its label, so it is not queued). Re-queuing an id keeps one entry.
 
@@ -39,7 +40,6 @@ from typing import Any
 
 from include.scones.monitoring.capture import CaptureRecord, utc_text
 from include.scones.monitoring.ground_truth import GROUND_TRUTH_PREFIX, NEITHER, label_key, label_line
-from include.scones.monitoring.stats import Reservoir
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,6 @@ class LabelState:
 
 
 # --- filling the queue (the monitoring report) ---------------------------------------------------------------
-def queue_candidates(capacity: int, seed: int = 0) -> Reservoir:
-    """A reservoir for the report's filtered records: `offer(record, key)` with `candidate_key(record)`."""
-    return Reservoir(capacity, seed)
-
-
 def candidate_key(record: CaptureRecord) -> bytes | None:
     """The dedup key of a record that can be queued (an InferenceId and a captured image), else None."""
     if record.inference_id is None or record.input_base64 is None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from include.scones.labelling import candidate_key
 from include.scones.monitoring.capture import CaptureRecord, Window, floor_hour
 from include.scones.monitoring.ground_truth import AccuracyEstimate, Calibration, Label, live_accuracy, merge
 from include.scones.monitoring.image_stats import ImageBaseline, ImageDrift, drift_alerts
@@ -73,8 +74,9 @@ class LiveStats:
         digest = record.input_digest()
         if digest is not None and self.image_baseline is not None:
             self.images.offer(record, digest)
-        if record.confidence < self.threshold and record.inference_id and record.input_base64:
-            self.review.offer(record, record.inference_id.encode("utf-8"))
+        key = candidate_key(record)
+        if key is not None and record.confidence < self.threshold:
+            self.review.offer(record, key)
 
     def review_records(self) -> list[CaptureRecord]:
         return sorted(self.review.items, key=lambda record: record.inference_time)
