@@ -1,6 +1,8 @@
 """The MiniStack patch (localcloud/ministack): the applier on a copy of the pinned files (applies, is idempotent,
 reverts to the pristine text, refuses another version or a changed file), and, through the real local cloud,
-what it is for: a Python Lambda's exception reaches Invoke and Step Functions under its class name, as on AWS."""
+what it is for: a Python Lambda's exception reaches Invoke and Step Functions under its class name, a warm worker
+keeps its state and its log ends with its invocation, StartSyncExecution runs Express machines only, and a
+Distributed Map exports its results with ResultWriter, as on AWS."""
 
 from __future__ import annotations
 
@@ -139,6 +141,7 @@ def test_the_command_line_applies_checks_and_reports(
         "ministack/services/iam.py",
         "ministack/services/s3.py",
         "ministack/services/cloudwatch.py",
+        "ministack/services/stepfunctions.py",
     }
     assert "restart" not in out  # nothing runs, so there is nothing to restart
     assert patch.main(site) == 0
@@ -360,3 +363,187 @@ def test_an_alarm_watches_only_its_own_dimensions_and_missing_data_is_not_breach
     assert put(theirs) == "OK"
     history = cloudwatch.describe_alarm_history(AlarmName=mine, HistoryItemType="StateUpdate")["AlarmHistoryItems"]
     assert any("treated as [NonBreaching]" in item["HistoryData"] for item in history)
+
+
+LOGGING_HANDLER = """
+INVOCATIONS = 0
+
+
+def lambda_handler(event, context):
+    global INVOCATIONS
+    INVOCATIONS += 1
+    for line in range(event.get("lines", 0)):
+        print(f"invocation {INVOCATIONS} line {line}")
+    return INVOCATIONS
+"""
+
+
+def tail_log(lambda_client: Any, function: str, event: Any) -> list[str]:
+    response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode(), LogType="Tail")
+    # MiniStack sends no LogResult for an empty log (AWS always has START/END lines); it keeps the last 4 KB.
+    return base64.b64decode(response.get("LogResult", "")).decode().splitlines()
+
+
+@pytest.mark.e2e
+def test_an_invocations_log_holds_its_own_lines_and_never_the_end_mark(local_cloud: Any) -> None:
+    """lambda-log-end-of-invocation.patch: the log is read up to the worker's end-of-invocation mark, so each
+    invocation gets all of its own lines, none of the next one's, and never the mark itself."""
+    lambda_client = local_cloud.client("lambda")
+    function = deploy(lambda_client, zip_of({"lambda_function.py": LOGGING_HANDLER}), prefix="logs")
+
+    for invocation, lines in ((1, 3), (2, 0), (3, 100), (4, 1)):
+        log = [line for line in tail_log(lambda_client, function, {"lines": lines}) if "invocation" in line]
+        assert log == [f"invocation {invocation} line {n}" for n in range(lines)]
+    assert not any("end_of_invocation" in line for line in tail_log(lambda_client, function, {"lines": 2}))
+
+
+# --- Step Functions: Express and Distributed Map --------------------------------------------------------------
+STATES_ROLE = "arn:aws:iam::000000000000:role/scones-step-functions"
+
+
+def create_machine(sfn: Any, definition: dict[str, Any], machine_type: str = "STANDARD") -> str:
+    return str(
+        sfn.create_state_machine(
+            name=f"parity-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=STATES_ROLE,
+            type=machine_type,
+        )["stateMachineArn"]
+    )  # fmt: skip
+
+
+def finished(sfn: Any, execution: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not finish in 30 s"
+        time.sleep(0.1)
+    return dict(described)
+
+
+PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+
+@pytest.mark.e2e
+def test_start_sync_execution_runs_express_machines_only(local_cloud: Any) -> None:
+    """stepfunctions-sync-express.patch: AWS answers StartSyncExecution on a STANDARD machine with
+    StateMachineTypeNotSupported (unpatched MiniStack runs it)."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    sfn = local_cloud.client("stepfunctions", config=Config(inject_host_prefix=False))
+    standard, express = create_machine(sfn, PASS_MACHINE), create_machine(sfn, PASS_MACHINE, "EXPRESS")
+
+    with pytest.raises(ClientError) as refused:
+        sfn.start_sync_execution(stateMachineArn=standard, input='{"a": 1}')
+    assert refused.value.response["Error"]["Code"] == "StateMachineTypeNotSupported"
+    assert sfn.list_executions(stateMachineArn=standard)["executions"] == []
+
+    ran = sfn.start_sync_execution(stateMachineArn=express, input='{"a": 1}')
+    assert (ran["status"], json.loads(ran["output"])) == ("SUCCEEDED", {"a": 1})
+
+
+def distributed_map(result_writer: dict[str, Any] | None) -> dict[str, Any]:
+    """Each object under $.prefix: a key ending in `bad` fails its child, the rest return {key, size}."""
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "Label": "EachObject",
+        "ItemReader": {
+            "Resource": "arn:aws:states:::s3:listObjectsV2",
+            "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "$.prefix"},
+        },
+        "ItemSelector": {"key.$": "$$.Map.Item.Value.Key", "size.$": "$$.Map.Item.Value.Size"},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "StartAt": "Check",
+            "States": {
+                "Check": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.key", "StringMatches": "*bad", "Next": "Bad"}],
+                    "Default": "Good",
+                },
+                "Bad": {"Type": "Fail", "Error": "BadObject", "Cause": "a bad object"},
+                "Good": {"Type": "Pass", "End": True},
+            },
+        },
+        "ToleratedFailurePercentage": 50,
+        "End": True,
+    }
+    if result_writer is not None:
+        state["ResultWriter"] = result_writer
+    return {"StartAt": "EachObject", "States": {"EachObject": state}}
+
+
+@pytest.fixture(scope="module")
+def objects_bucket(s3: Any) -> str:
+    bucket = f"parity-map-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    for key, body in (("in/a", b"1"), ("in/b", b"22"), ("in/c-bad", b"333"), ("other/d", b"4")):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return bucket
+
+
+def read_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+@pytest.mark.e2e
+def test_a_distributed_map_exports_each_childs_record_and_a_manifest(local_cloud: Any, objects_bucket: str) -> None:
+    """stepfunctions-result-writer.patch, with AWS's defaults (Transformation NONE, JSON): one file per status
+    and manifest.json under <Prefix>/<map run id>/; the state's output points at the manifest."""
+    sfn, s3 = local_cloud.client("stepfunctions"), local_cloud.client("s3")
+    writer = {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket.$": "$.bucket", "Prefix": "runs"}}
+    machine = create_machine(sfn, distributed_map(writer))
+    started = sfn.start_execution(
+        stateMachineArn=machine, input=json.dumps({"bucket": objects_bucket, "prefix": "in/"})
+    )
+
+    described = finished(sfn, started["executionArn"])
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    run_id = output["MapRunArn"].rsplit(":", 1)[1]
+    assert output["ResultWriterDetails"] == {"Bucket": objects_bucket, "Key": f"runs/{run_id}/manifest.json"}
+
+    manifest = read_json(s3, objects_bucket, output["ResultWriterDetails"]["Key"])
+    assert (manifest["DestinationBucket"], manifest["MapRunArn"]) == (objects_bucket, output["MapRunArn"])
+    assert [f["Key"] for f in manifest["ResultFiles"]["SUCCEEDED"]] == [f"runs/{run_id}/SUCCEEDED_0.json"]
+    assert [f["Key"] for f in manifest["ResultFiles"]["FAILED"]] == [f"runs/{run_id}/FAILED_0.json"]
+    assert manifest["ResultFiles"]["PENDING"] == []
+    succeeded = read_json(s3, objects_bucket, f"runs/{run_id}/SUCCEEDED_0.json")
+    assert sorted(json.loads(r["Output"])["key"] for r in succeeded) == ["in/a", "in/b"]
+    assert {r["Status"] for r in succeeded} == {"SUCCEEDED"} and all(json.loads(r["Input"]) for r in succeeded)
+    [failed] = read_json(s3, objects_bucket, f"runs/{run_id}/FAILED_0.json")
+    assert (failed["Status"], failed["Error"], json.loads(failed["Input"])) == (
+        "FAILED", "BadObject", {"key": "in/c-bad", "size": 3},
+    )  # fmt: skip
+    assert manifest["ResultFiles"]["SUCCEEDED"][0]["Size"] == len(
+        s3.get_object(Bucket=objects_bucket, Key=f"runs/{run_id}/SUCCEEDED_0.json")["Body"].read()
+    )
+
+
+@pytest.mark.e2e
+def test_compact_jsonl_results_list_the_outputs_and_a_missing_bucket_fails_the_writer(
+    local_cloud: Any, objects_bucket: str
+) -> None:
+    sfn, s3 = local_cloud.client("stepfunctions"), local_cloud.client("s3")
+    writer = {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket.$": "$.bucket", "Prefix": "compact/"},
+        "WriterConfig": {"Transformation": "COMPACT", "OutputType": "JSONL"},
+    }
+    machine = create_machine(sfn, distributed_map(writer))
+    started = sfn.start_execution(
+        stateMachineArn=machine, input=json.dumps({"bucket": objects_bucket, "prefix": "in/"})
+    )
+    output = json.loads(finished(sfn, started["executionArn"])["output"])
+    manifest = read_json(s3, objects_bucket, output["ResultWriterDetails"]["Key"])
+    [succeeded] = manifest["ResultFiles"]["SUCCEEDED"]
+    lines = s3.get_object(Bucket=objects_bucket, Key=succeeded["Key"])["Body"].read().decode().splitlines()
+    assert sorted(json.loads(line)["key"] for line in lines) == ["in/a", "in/b"]
+    assert {json.loads(line)["size"] for line in lines} == {1, 2}  # the outputs themselves, no metadata
+
+    machine = create_machine(
+        sfn, distributed_map({"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "no-such-bkt"}})
+    )
+    started = sfn.start_execution(
+        stateMachineArn=machine, input=json.dumps({"bucket": objects_bucket, "prefix": "in/"})
+    )
+    described = finished(sfn, started["executionArn"])
+    assert (described["status"], described["error"]) == ("FAILED", "States.ResultWriterFailed")
