@@ -239,6 +239,27 @@ def test_a_timeout_is_still_reported_as_sandbox_timedout(local_cloud: Any) -> No
     assert payload["errorType"] == "Sandbox.Timedout", payload
 
 
+# --- Step Functions --------------------------------------------------------------------------------------------
+STATES_ROLE = "arn:aws:iam::000000000000:role/scones-step-functions"
+
+
+def create_machine(sfn: Any, definition: dict[str, Any], machine_type: str = "STANDARD") -> str:
+    return str(
+        sfn.create_state_machine(
+            name=f"parity-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=STATES_ROLE,
+            type=machine_type,
+        )["stateMachineArn"]
+    )  # fmt: skip
+
+
+def finished(sfn: Any, execution: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not finish in 30 s"
+        time.sleep(0.1)
+    return dict(described)
+
+
 @pytest.mark.e2e
 def test_step_functions_catches_the_exception_by_its_class_name(local_cloud: Any, raising_function: str) -> None:
     sfn = local_cloud.client("stepfunctions")
@@ -256,16 +277,9 @@ def test_step_functions_catches_the_exception_by_its_class_name(local_cloud: Any
             "Caught": {"Type": "Fail", "Error": "ThresholdConfidenceNotMet", "CausePath": "$.error.Cause"},
         },
     }
-    machine = sfn.create_state_machine(
-        name=f"catch-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::000000000000:role/scones-step-functions",
-    )["stateMachineArn"]
+    machine = create_machine(sfn, definition)
     execution = sfn.start_execution(stateMachineArn=machine, input='{"confidence": 0.6}')["executionArn"]
-    deadline = time.monotonic() + 20
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not finish in 20 s"
-        time.sleep(0.1)
+    described = finished(sfn, execution)
     events = sfn.get_execution_history(executionArn=execution)["events"]
 
     [failed] = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
@@ -397,27 +411,6 @@ def test_an_invocations_log_holds_its_own_lines_and_never_the_end_mark(local_clo
     assert not any("end_of_invocation" in line for line in tail_log(lambda_client, function, {"lines": 2}))
 
 
-# --- Step Functions: Express and Distributed Map --------------------------------------------------------------
-STATES_ROLE = "arn:aws:iam::000000000000:role/scones-step-functions"
-
-
-def create_machine(sfn: Any, definition: dict[str, Any], machine_type: str = "STANDARD") -> str:
-    return str(
-        sfn.create_state_machine(
-            name=f"parity-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=STATES_ROLE,
-            type=machine_type,
-        )["stateMachineArn"]
-    )  # fmt: skip
-
-
-def finished(sfn: Any, execution: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not finish in 30 s"
-        time.sleep(0.1)
-    return dict(described)
-
-
 PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 
 
@@ -440,9 +433,9 @@ def test_start_sync_execution_runs_express_machines_only(local_cloud: Any) -> No
     assert (ran["status"], json.loads(ran["output"])) == ("SUCCEEDED", {"a": 1})
 
 
-def distributed_map(result_writer: dict[str, Any] | None) -> dict[str, Any]:
+def distributed_map(result_writer: dict[str, Any]) -> dict[str, Any]:
     """Each object under $.prefix: a key ending in `bad` fails its child, the rest return {key, size}."""
-    state: dict[str, Any] = {
+    state = {
         "Type": "Map",
         "Label": "EachObject",
         "ItemReader": {
@@ -464,10 +457,9 @@ def distributed_map(result_writer: dict[str, Any] | None) -> dict[str, Any]:
             },
         },
         "ToleratedFailurePercentage": 50,
+        "ResultWriter": result_writer,
         "End": True,
     }
-    if result_writer is not None:
-        state["ResultWriter"] = result_writer
     return {"StartAt": "EachObject", "States": {"EachObject": state}}
 
 
