@@ -1,4 +1,4 @@
-"""`make bench`: measure the model, the endpoint, the workflow, the monitoring report, DAG parsing and the demo
+"""`make bench`: measure the model, the endpoint, the workflow, batch classification, the monitoring report, DAG parsing and the demo
 against the local cloud (started if needed), print a Markdown table and write `benchmarks/latest.json` and
 `benchmarks/latest.md`.
 
@@ -25,6 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (  # noqa: E402
+    batch_bench,
     dag_parse_bench,
     demo_bench,
     endpoint_bench,
@@ -40,12 +41,13 @@ PARTS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "model": model_bench.run,
     "endpoint": endpoint_bench.run,
     "workflow": workflow_bench.run,
+    "batch": batch_bench.run,
     "rollout": rollout_bench.run,
     "report": report_bench.run,
     "dags": dag_parse_bench.run,
     "demo": demo_bench.run,
 }
-NEEDS_ENDPOINT = {"endpoint", "workflow", "rollout"}
+NEEDS_ENDPOINT = {"endpoint", "workflow", "batch", "rollout"}
 
 
 def selected_parts(only: str | None, skip: str | None, environ: dict[str, str]) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("model", "endpoint", "workflow", "rollout", "report", "dags", "demo")
+SECTIONS = ("model", "endpoint", "workflow", "batch", "rollout", "report", "dags", "demo")
 
 # Dotted paths every complete result has (issue #7's "keys, at least", plus what the table needs). `dags.files`
 # is checked separately: one entry per DAG file, whatever the files are called.
@@ -33,6 +33,13 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
         "succeeded_share",
         "noop_execution_ms_p50",
         "ratio_to_noop_p50",
+    ),
+    "batch": (
+        "map_100_images_per_second",
+        "map_1000_images_per_second",
+        "transform_100_images_per_second",
+        "transform_1000_images_per_second",
+        "map_to_transform_1000",
     ),
     "rollout": ("update_to_full_traffic_seconds", "alarm_to_rollback_seconds", "canary_bake_seconds"),
     "report": ("records", "labels", "seconds", "peak_rss_mb"),
@@ -186,6 +193,13 @@ ROWS: tuple[Row, ...] = (
     Row("workflow", "succeeded_share", "share SUCCEEDED (the rest: low confidence)", digits=3),
     Row("workflow", "express_execution_ms_p50", "Express (StartSyncExecution) execution p50", " ms", 0, limit=100.0),
     Row("workflow", "express_client_ms_p50", "Express: the caller's StartSyncExecution round trip, p50", " ms", 0),
+    Row("batch", "map_100_images_per_second", "Distributed Map (batch machine), 100 images", " images/s", 1),
+    Row("batch", "map_1000_images_per_second", "Distributed Map, 1,000 images", " images/s", 1),
+    Row("batch", "map_growth_100_to_1000", "Distributed Map: images/s at 1,000 / at 100", "×", 2),
+    Row("batch", "transform_100_images_per_second", "batch transform of the same 100 images", " images/s", 1),
+    Row("batch", "transform_1000_images_per_second", "batch transform of the same 1,000 images", " images/s", 1),
+    Row("batch", "transform_growth_100_to_1000", "batch transform: images/s at 1,000 / at 100", "×", 2),
+    Row("batch", "map_to_transform_1000", "Distributed Map / batch transform, images/s at 1,000", "×", 2),
     Row(
         "rollout",
         "update_to_full_traffic_seconds",

@@ -2,17 +2,21 @@
 ### Scones Unlimited: the serverless inference workflow and its monitoring report
 
 Deploys three Lambdas (serialize an S3 image → classify it on the endpoint → drop inferences below the
-confidence threshold) chained by a Step Functions state machine, proves them with smoke executions on test
-images, and turns the endpoint's captured traffic into a monitoring report (PNG charts, HTML, JSON) under
+confidence threshold) chained by a Step Functions state machine, and the batch machine that runs them over every
+image under an S3 prefix (a Distributed Map, with a fourth Lambda that collects the results;
+`scones_batch_classification` starts it). It proves the per-image machine with smoke executions on test images,
+and turns the endpoint's captured traffic into a monitoring report (PNG charts, HTML, JSON) under
 `s3://<bucket>/monitoring/<timestamp>/` and `monitoring/latest/`, shown in the UI under **Scones monitoring**.
 
 | Stage | Tasks |
 |---|---|
 | Plan | `plan`: the live version from the Model Registry (fails clearly if nothing is deployed yet) |
-| Deploy | `deploy_lambdas` → `deploy_state_machine`: created if missing, updated only when code or settings change |
+| Deploy | `deploy_lambdas` → `deploy_state_machine`, `deploy_batch_state_machine`: created if missing, updated only |
+| | when code or settings change |
 | Smoke | `pick_smoke_images` → `start_smoke_execution` (mapped) → `wait_for_smoke_executions` → `check_…` |
-| Monitor | `monitoring_report` (captures since the last report; queues the filtered ones for review) → |
-| | `request_retraining` (an alert updates Asset `scones_retraining_requested`) → `check_alerts` (fails on one) |
+| Monitor | `monitoring_report` (captures since the last report, and the latest batch run; queues the filtered |
+| | ones for review) → `request_retraining` (an alert updates Asset `scones_retraining_requested`) → |
+| | `check_alerts` (fails on one) |
 
 Runs whenever the training DAG deploys a model (Asset `scones_vehicle_classifier_endpoint`) and hourly
 (`SCONES_WORKFLOW_SCHEDULE`). It starts unpaused, so it follows the first deploy with no step of yours; a
@@ -67,7 +71,7 @@ def plan(dag_run=None) -> dict:
 
 @task
 def deploy_lambdas(workflow_plan: dict) -> dict:
-    """Create or update the three functions (deterministic zips; unchanged code and settings are left alone)."""
+    """Create or update the four functions (deterministic zips; unchanged code and settings are left alone)."""
     from include.scones import airflow_runtime, lambda_deploy
     from include.scones.records import WorkflowPlan
 
@@ -93,6 +97,21 @@ def deploy_state_machine(workflow_plan: dict, functions: dict) -> str:
         airflow_runtime.step_functions(),
         state_machine_deploy.STATE_MACHINE_NAME,
         definition,
+        WorkflowPlan.from_xcom(workflow_plan).states_role_arn,
+    )
+    return machine["arn"]
+
+
+@task
+def deploy_batch_state_machine(workflow_plan: dict, functions: dict) -> str:
+    """Create or update the batch machine: batch_state_machine.asl.json around the per-image Task states."""
+    from include.scones import airflow_runtime, state_machine_deploy
+    from include.scones.records import WorkflowPlan
+
+    machine = state_machine_deploy.ensure_state_machine(
+        airflow_runtime.step_functions(),
+        state_machine_deploy.BATCH_STATE_MACHINE_NAME,
+        state_machine_deploy.render_batch_definition(functions),
         WorkflowPlan.from_xcom(workflow_plan).states_role_arn,
     )
     return machine["arn"]
@@ -170,7 +189,7 @@ def monitoring_report(workflow_plan: dict) -> dict:
             WorkflowPlan.from_xcom(workflow_plan).deployment, datetime.now(UTC), limits,
             timedelta(minutes=settings.report_lag_minutes),
             label_lookback=timedelta(hours=settings.label_lookback_hours),
-            review_capacity=settings.review_queue_per_report,
+            review_capacity=settings.review_queue_per_report, batch_prefix=settings.batch_prefix,
         )  # fmt: skip
     except NothingNewToReport as exc:
         raise AirflowSkipException(str(exc)) from exc
@@ -223,8 +242,10 @@ def scones_inference_workflow() -> None:
     with TaskGroup(**stage("Plan", "The live model from the training DAG's registry")):
         workflow_plan = plan()
 
-    with TaskGroup(**stage("Deploy", "Three Lambdas and the state machine, changed only when needed")):
-        state_machine_arn = deploy_state_machine(workflow_plan, deploy_lambdas(workflow_plan))
+    with TaskGroup(**stage("Deploy", "Four Lambdas and the two state machines, changed only when needed")):
+        functions = deploy_lambdas(workflow_plan)
+        state_machine_arn = deploy_state_machine(workflow_plan, functions)
+        deploy_batch_state_machine(workflow_plan, functions)
 
     with TaskGroup(**stage("Smoke", "Test images through the state machine, judged against the threshold")):
         images = pick_smoke_images(workflow_plan)

@@ -3,19 +3,20 @@
 
 Two modes, chosen with the Param **mode** (`choose_mode` runs one branch and skips the other):
 
-- **all** (the default, what a trigger without the form does): deletes the inference workflow (state machine
-  `scones-image-classification` and the three `scones-*` Lambdas), then the endpoint `scones-vehicle-classifier`
-  (billed per hour on AWS), every endpoint config and model the training DAG created for it
-  (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, `…-serving`), so the next training run deploys from scratch, and the Model
-  Registry's rejected and superseded versions beyond the newest `SCONES_REGISTRY_KEEP_LAST` (the group and those
-  versions stay: the record of what was trained and decided), and the two CloudWatch alarms the rollout watches.
+- **all** (the default, what a trigger without the form does): deletes the inference workflow (state machines
+  `scones-image-classification` and `scones-batch-classification`, and the four `scones-*` Lambdas), then the
+  endpoint `scones-vehicle-classifier` (billed per hour on AWS), every endpoint config and model the training DAG
+  created for it (`scones-YYYYmmdd-HHMMSS-xxxxxxxx`, `…-serving`), so the next training run deploys from scratch,
+  and the Model Registry's rejected and superseded versions beyond the newest `SCONES_REGISTRY_KEEP_LAST` (the
+  group and those versions stay: the record of what was trained and decided), and the two CloudWatch alarms the
+  rollout watches.
 - **prune**: the endpoint and the workflow keep running. Keeps the config the endpoint serves (and the one an
   update is deploying), the models it serves, and the newest **keep_last** other configs with their models
   (rollback candidates); deletes every other endpoint config and model made for this endpoint, and prunes the
   registry as above (never the live version). The task log says what was kept and why.
 
-Data, model artifacts and monitoring reports in S3 are kept in both modes. Trigger it by hand; it never runs on
-a schedule, and not while a training run is deploying. Safe to run twice: the second run deletes nothing.
+Data, model artifacts, monitoring reports and batch results in S3 are kept in both modes. Trigger it by hand; it
+never runs on a schedule, and not while a training run is deploying. Safe to run twice: the second run deletes nothing.
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ def delete_endpoint_and_models() -> dict:
 
 @task
 def delete_workflow() -> dict:
-    """The inference workflow's state machine and its three Lambdas."""
+    """The inference workflow's two state machines (per image and batch) and its four Lambdas."""
     from include.scones import airflow_runtime, lambda_deploy, state_machine_deploy, teardown
 
     return teardown.teardown_workflow(
         airflow_runtime.lambda_hook().conn,
         airflow_runtime.step_functions(),
-        state_machine_deploy.STATE_MACHINE_NAME,
+        [state_machine_deploy.STATE_MACHINE_NAME, state_machine_deploy.BATCH_STATE_MACHINE_NAME],
         [spec.name for spec in lambda_deploy.FUNCTIONS],
     )
 

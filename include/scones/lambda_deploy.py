@@ -1,5 +1,6 @@
-"""Deploy the workflow's three Lambdas: deterministic zips of `lambdas/<folder>/`, created if missing and updated
-only where code or configuration differ, so an unchanged deploy changes nothing.
+"""Deploy the workflow's four Lambdas (three per image, one that collects a batch's results): deterministic zips of
+`lambdas/<folder>/`, created if missing and updated only where code or configuration differ, so an unchanged
+deploy changes nothing.
 
 Plain functions over a boto3-shaped Lambda client (the provider's LambdaHook `.conn`); no Airflow import and no
 branch on AWS versus the local cloud.
@@ -38,6 +39,7 @@ FUNCTIONS = (
     FunctionSpec("serialize_image_data", "scones-serialize-image-data", "SerializeImageDataArn", 60, 256),
     FunctionSpec("classify_image", "scones-classify-image", "ClassifyImageArn", 90, 256),
     FunctionSpec("filter_inferences", "scones-filter-inferences", "FilterInferencesArn", 10, 128),
+    FunctionSpec("collect_batch_results", "scones-collect-batch-results", "CollectBatchResultsArn", 120, 512),
 )
 
 

@@ -8,6 +8,9 @@
 | `DeploymentRecord` | read from the Model Registry: the version behind the endpoint (`registry.live_deployment`) | |
 | | the gate (champion), the workflow DAG, the monitoring report, `make demo`, the load generator | |
 | `WorkflowPlan` | the workflow DAG's `plan` | every later task of that DAG |
+| `BatchRequest` | the batch DAG's `plan`: the batch state machine's input | the machine, `collect_batch_results` |
+| `BatchPlan` | the batch DAG's `plan` | `start_batch` |
+| `BatchSummary` | `collect_batch_results`: the output, `<batch_prefix>/latest.json` | the batch DAG, the report |
 
 XCom carries them as JSON-ready dicts (`to_xcom`, `from_xcom`), the registry as string properties
 (`to_properties`, `from_properties`). Reading checks every field's type, so a renamed, missing or mistyped field
@@ -163,3 +166,48 @@ class WorkflowPlan(Record):
     bucket: str
     lambda_role_arn: str
     states_role_arn: str
+
+
+class BatchRequest(Record):
+    """The batch state machine's input: classify every object under s3://s3_bucket/prefix, and write the results
+    under results_prefix (and the summary to latest_key too). Its fields are collect_batch_results's event."""
+
+    s3_bucket: str
+    prefix: str
+    results_prefix: str  # <batch_prefix>/<execution name>
+    latest_key: str  # <batch_prefix>/latest.json
+    classes: tuple[str, ...]
+
+
+class BatchSummary(Record):
+    """What collect_batch_results returns and stores: the counts of one batch run and where its results are."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # a newer Lambda may add fields
+
+    s3_bucket: str
+    prefix: str
+    results_key: str  # a line per image: {s3_key, status, label, confidence, inferences[, error, cause]}
+    map_run_arn: str
+    finished_at: datetime
+    images: int
+    routed: int
+    not_routed: int
+    errors: int
+    routed_by_label: dict[str, int]
+
+    @property
+    def results_uri(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.results_key}"
+
+    @property
+    def routed_share(self) -> float | None:
+        return self.routed / self.images if self.images else None
+
+
+class BatchPlan(Record):
+    """What a batch run works on: the batch machine, the execution's name (from the run id, so a retry finds the
+    execution its first try started) and the machine's input."""
+
+    machine_arn: str
+    execution_name: str
+    request: BatchRequest

@@ -73,6 +73,8 @@ class Settings(_Model):
     model_prefix: str = "models"
     code_prefix: str = "code"
     capture_prefix: str = "data_capture"
+    # Batch classification's results: <batch_prefix>/<run>/results.jsonl, and <batch_prefix>/latest.json.
+    batch_prefix: str = "batch"
     endpoint_name: str = "scones-vehicle-classifier"
     # The Model Registry group every evaluated candidate is registered in (one version per training run), and how
     # many of its newest versions pruning keeps besides the live one (include/scones/registry.py).

@@ -1,9 +1,13 @@
-"""The inference workflow's state machine: load the ASL template (state_machine.asl.json), check it, and render
-it with the deployed Lambdas' ARNs. Pure: nothing here talks to AWS.
+"""The inference workflow's state machines: load the ASL templates, check them, and render them with the deployed
+Lambdas' ARNs. Pure: nothing here talks to AWS.
 
-The template names each Lambda with a `${...}` placeholder (e.g. `${ClassifyImageArn}`) that `render` fills in
-at deploy time. `validate` checks the structure this workflow relies on; it is not a full ASL validator
-(Parallel and Map states are refused rather than checked)."""
+- The per-image machine is state_machine.asl.json.
+- The batch machine (batch_state_machine.asl.json) is a Distributed Map whose children run the per-image
+  machine's three Task states: `batch_definition` copies them in, so they are defined once.
+
+Each Lambda is named with a `${...}` placeholder (e.g. `${ClassifyImageArn}`) that `render` fills in at deploy
+time. `validate` checks the structure these workflows rely on; it is not a full ASL validator (Parallel states
+are refused rather than checked; a Map state's ItemProcessor is checked as a machine of its own)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,16 @@ from pathlib import Path
 from typing import Any
 
 DEFINITION_FILE = Path(__file__).with_name("state_machine.asl.json")
+BATCH_DEFINITION_FILE = Path(__file__).with_name("batch_state_machine.asl.json")
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+ITEM_READER = "arn:aws:states:::s3:listObjectsV2"
+RESULT_WRITER = "arn:aws:states:::s3:putObject"
+# The batch children: the per-image Task states, the filter's low-confidence catch sent to NotRouted instead.
+PER_IMAGE_TASKS = ("SerializeImageData", "ClassifyImage", "FilterInferences")
+BATCH_MAP_STATE = "ClassifyEveryImage"
+LOW_CONFIDENCE_ERROR = "ThresholdConfidenceNotMet"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_]*)\}")
-STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail"}
+STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Map"}
 TERMINAL_TYPES = {"Succeed", "Fail"}
 JITTER_STRATEGIES = {"FULL", "NONE"}
 
@@ -29,6 +40,29 @@ def load_definition() -> dict[str, Any]:
     """The template as a dict, placeholders left in."""
     definition: dict[str, Any] = json.loads(template_text())
     return definition
+
+
+def batch_definition() -> dict[str, Any]:
+    """The batch template with the per-image machine's three Task states as its Map's ItemProcessor: the filter's
+    ThresholdConfidenceNotMet catch goes to NotRouted, and its success to Routed (both in the batch template)."""
+    batch: dict[str, Any] = json.loads(BATCH_DEFINITION_FILE.read_text(encoding="utf-8"))
+    per_image = load_definition()["States"]
+    processor = batch["States"][BATCH_MAP_STATE]["ItemProcessor"]
+    tasks = {name: json.loads(json.dumps(per_image[name])) for name in PER_IMAGE_TASKS}
+    last = tasks[PER_IMAGE_TASKS[-1]]
+    catchers = [c for c in last.get("Catch", []) if c.get("ErrorEquals") == [LOW_CONFIDENCE_ERROR]]
+    if len(catchers) != 1 or last.get("End") is not True:
+        raise ValueError(f"{PER_IMAGE_TASKS[-1]} must end the per-image machine and catch {LOW_CONFIDENCE_ERROR} once")
+    catchers[0]["Next"] = "NotRouted"
+    del last["End"]
+    last["Next"] = "Routed"
+    processor["States"] = tasks | processor["States"]
+    return batch
+
+
+def batch_template_text() -> str:
+    """The batch machine's template as text, placeholders left in (what `render` takes)."""
+    return json.dumps(batch_definition(), indent=2)
 
 
 def placeholders(text: str) -> set[str]:
@@ -105,6 +139,8 @@ def _check_state(name: str, state: Any, states: dict[str, Any]) -> None:
     _check_error_handlers(name, "Catch", state.get("Catch", []))
     if kind == "Task":
         _check_lambda_task(name, state)
+    if kind == "Map":
+        _check_map(name, state)
 
 
 def _check_error_handlers(name: str, field: str, handlers: Any) -> None:
@@ -152,6 +188,24 @@ def _check_lambda_task(name: str, state: dict[str, Any]) -> None:
         raise ValueError(f"Task state {name!r}: FunctionName must be a ${{...}} placeholder, got {function!r}")
     if "Payload.$" not in parameters:
         raise ValueError(f'Task state {name!r}: Parameters needs "Payload.$" to pass the state\'s input on')
+
+
+def _check_map(name: str, state: dict[str, Any]) -> None:
+    """The ItemProcessor is a machine of its own (its states may go only to each other); S3 I/O is listObjectsV2
+    in and putObject out."""
+    processor = state.get("ItemProcessor")
+    if not isinstance(processor, dict):
+        raise ValueError(f"Map state {name!r} needs an ItemProcessor")
+    try:
+        validate(processor)
+    except ValueError as error:
+        raise ValueError(f"Map state {name!r} ItemProcessor: {error}") from None
+    for field, resource in (("ItemReader", ITEM_READER), ("ResultWriter", RESULT_WRITER)):
+        if field in state and (state[field] or {}).get("Resource") != resource:
+            raise ValueError(f"Map state {name!r}: {field} must use Resource {resource!r}")
+    tolerated = state.get("ToleratedFailurePercentage", 0)
+    if isinstance(tolerated, bool) or not isinstance(tolerated, int | float) or not 0 <= tolerated <= 100:
+        raise ValueError(f"Map state {name!r}: ToleratedFailurePercentage must be a number from 0 to 100")
 
 
 def _reachable(start: str, states: dict[str, Any]) -> set[str]:

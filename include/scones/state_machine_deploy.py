@@ -14,6 +14,8 @@ from include.scones import state_machine
 log = logging.getLogger(__name__)
 
 STATE_MACHINE_NAME = "scones-image-classification"
+# The Distributed Map over an S3 prefix (batch_state_machine.asl.json); scones_batch_classification starts it.
+BATCH_STATE_MACHINE_NAME = "scones-batch-classification"
 
 
 def find_state_machine(client: Any, name: str = STATE_MACHINE_NAME) -> str | None:
@@ -59,5 +61,13 @@ def ensure_state_machine(
     return {"arn": arn, "action": "updated"}
 
 
-def render_definition(functions: Mapping[str, Mapping[str, str]]) -> str:
-    return state_machine.render({placeholder: f["arn"] for placeholder, f in functions.items()})
+def render_definition(functions: Mapping[str, Mapping[str, str]], template: str | None = None) -> str:
+    """A template (the per-image one by default) with the ARNs of the deployed functions it names: every
+    placeholder must have one; functions it does not name are left out."""
+    text = state_machine.template_text() if template is None else template
+    wanted = state_machine.placeholders(text)
+    return state_machine.render({p: f["arn"] for p, f in functions.items() if p in wanted}, text)
+
+
+def render_batch_definition(functions: Mapping[str, Mapping[str, str]]) -> str:
+    return render_definition(functions, state_machine.batch_template_text())

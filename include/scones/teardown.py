@@ -370,13 +370,16 @@ def prune(
 
 
 # --- the workflow -------------------------------------------------------------------------------------------------
-def teardown_workflow(lambda_client: Any, sfn_client: Any, state_machine_name: str, function_names: list[str]) -> dict:
-    """Delete the workflow's state machine and Lambdas (free while idle, but a full clean-up leaves nothing)."""
+def teardown_workflow(
+    lambda_client: Any, sfn_client: Any, state_machine_names: list[str], function_names: list[str]
+) -> dict:
+    """Delete the workflow's state machines and Lambdas (free while idle, but a full clean-up leaves nothing)."""
     deleted: dict[str, list[str]] = {"state_machines": [], "functions": []}
-    arn = find_state_machine(sfn_client, state_machine_name)
-    if arn is not None:
-        sfn_client.delete_state_machine(stateMachineArn=arn)
-        deleted["state_machines"].append(state_machine_name)
+    for machine in state_machine_names:
+        arn = find_state_machine(sfn_client, machine)
+        if arn is not None:
+            sfn_client.delete_state_machine(stateMachineArn=arn)
+            deleted["state_machines"].append(machine)
     for name in function_names:
         try:
             lambda_client.delete_function(FunctionName=name)

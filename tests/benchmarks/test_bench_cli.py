@@ -24,7 +24,7 @@ def test_bench_demo_off_skips_the_demo(value: str) -> None:
 
 
 def test_skip_removes_parts() -> None:
-    assert selected_parts(None, "demo,dags", {}) == ["model", "endpoint", "workflow", "rollout", "report"]
+    assert selected_parts(None, "demo,dags", {}) == ["model", "endpoint", "workflow", "batch", "rollout", "report"]
 
 
 def test_unknown_parts_are_refused() -> None:

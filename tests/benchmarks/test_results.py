@@ -42,6 +42,13 @@ def complete() -> dict[str, Any]:
             "noop_execution_ms_p50": 320.0,
             "ratio_to_noop_p50": 1.125,
         },
+        "batch": {
+            "map_100_images_per_second": 40.0,
+            "map_1000_images_per_second": 60.0,
+            "transform_100_images_per_second": 20.0,
+            "transform_1000_images_per_second": 90.0,
+            "map_to_transform_1000": 0.67,
+        },
         "rollout": {"update_to_full_traffic_seconds": 9.1, "alarm_to_rollback_seconds": 1.2, "canary_bake_seconds": 5},
         "report": {"records": 100_000, "labels": 10_000, "seconds": 2.2, "peak_rss_mb": 75.0},
         "dags": {
@@ -170,7 +177,7 @@ def test_carry_over_copies_only_what_this_run_lacks() -> None:
     previous = complete()
     current = {"measured_at": "later", "machine": {}, "model": {"test_accuracy": 0.5}}
     copied = results.carry_over(current, previous, results.SECTIONS)
-    assert copied == ["endpoint", "workflow", "rollout", "report", "dags", "demo"]
+    assert copied == ["endpoint", "workflow", "batch", "rollout", "report", "dags", "demo"]
     assert current["model"] == {"test_accuracy": 0.5}  # measured now: untouched
     assert current["demo"] == previous["demo"] | {"carried_over": True}
     assert "carried_over" not in previous["demo"]  # the previous result is not modified

@@ -11,7 +11,12 @@ import pytest
 from tests.dags import integrity
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED_DAG_IDS = {"scones_training_pipeline", "scones_inference_workflow", "scones_teardown"}
+EXPECTED_DAG_IDS = {
+    "scones_training_pipeline",
+    "scones_inference_workflow",
+    "scones_teardown",
+    "scones_batch_classification",
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,23 @@ def test_teardown_defaults_to_the_full_teardown_and_branches_to_pruning(dagbag) 
         dag.params.get_param("mode").resolve("everything")
     assert dag.get_task("choose_mode").downstream_task_ids == {"delete_workflow", "prune_configs_and_models"}
     assert dag.get_task("delete_workflow").downstream_task_ids == {"delete_endpoint_and_models"}
+
+
+def test_the_batch_dag_runs_by_hand_in_order_and_its_prefix_defaults_to_the_live_test_images(dagbag) -> None:
+    from airflow.providers.amazon.aws.sensors.step_function import StepFunctionExecutionSensor
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = dagbag.dags["scones_batch_classification"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # triggered by hand only
+    assert dag.params.get_param("prefix").resolve() == ""
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("prefix").resolve("x" * 1025)
+    downstream = {t: sorted(dag.get_task(t).downstream_task_ids) for t in ("plan", "start_batch", "wait_for_batch")}
+    assert downstream == {"plan": ["start_batch"], "start_batch": ["summarize_batch", "wait_for_batch"],
+                          "wait_for_batch": ["summarize_batch"]}  # fmt: skip
+    assert isinstance(dag.get_task("wait_for_batch"), StepFunctionExecutionSensor)
+    assert dagbag.dags["scones_inference_workflow"].get_task("deploy_batch_state_machine").upstream_task_ids == {
+        "plan", "deploy_lambdas"}  # fmt: skip
 
 
 @pytest.mark.parametrize("dag_id", ["scones_training_pipeline", "scones_inference_workflow"])

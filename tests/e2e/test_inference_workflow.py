@@ -3,7 +3,8 @@ and the state machine are deployed through the DAG (MiniStack), executions run a
 (local SageMaker), and the monitoring report is built from the real capture files.
 
 Checks: a confident and a low-confidence execution end exactly as the threshold says (execution
-histories), the report's numbers equal those recomputed from the captures, and a second run redeploys
+histories), the batch DAG routes each test image exactly as the evaluation's predictions say, the report's
+numbers equal those recomputed from the captures and it shows the batch run, and a second run redeploys
 nothing and leaves one copy of each resource."""
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from include.scones import registry
+from include.scones import batch, registry
 from include.scones.lambda_deploy import FUNCTIONS
-from include.scones.state_machine_deploy import STATE_MACHINE_NAME
+from include.scones.records import BatchRequest, BatchSummary
+from include.scones.state_machine_deploy import BATCH_STATE_MACHINE_NAME, STATE_MACHINE_NAME
 from tests.e2e.test_training_pipeline import BUCKET, ENDPOINT, _json, _keys, _run, _states
 from tests.lambdas.helpers import load_lambda
 
@@ -105,6 +107,32 @@ def test_workflow_deploys_runs_and_reports(
     assert entered[-1] == "LowConfidenceInference"
     assert json.dumps(predictions[doubtful][0])[:6] in low["cause"]  # the inferences travel in the cause
 
+    # When the batch DAG classifies the live model's test images (its default prefix)
+    batched = _run("scones_batch_classification")
+    assert str(batched.state) == "success", _states(batched)
+    batch_summary = batched.get_task_instance("summarize_batch").xcom_pull(task_ids="summarize_batch")
+    # Then one results file holds a line per test image, routed exactly when the evaluation's prediction clears
+    # the threshold, with the evaluation's own label (the endpoint and the batch transform agree to 1e-6)
+    results = s3.get_object(Bucket=BUCKET, Key=batch_summary["results_key"])["Body"].read().decode()
+    lines = {json.loads(line)["s3_key"].removeprefix(images): json.loads(line) for line in results.splitlines()}
+    assert set(lines) == set(predictions) and batch_summary["images"] == len(predictions)
+    assert batch_summary["errors"] == 0
+    classes = list(live.classes)
+    for name, probabilities in predictions.items():
+        line = lines[name]
+        assert line["label"] == classes[max(range(len(classes)), key=probabilities.__getitem__)], name
+        if abs(max(probabilities) - THRESHOLD) > 1e-5:
+            assert line["status"] == ("routed" if max(probabilities) >= THRESHOLD else "not_routed"), name
+    assert batch_summary["routed"] == sum(line["status"] == "routed" for line in lines.values())
+    assert BatchSummary.from_xcom(_json(s3, "batch/latest.json")) == BatchSummary.from_xcom(batch_summary)
+    # And a retried start finds the run's execution instead of classifying the prefix twice
+    plan = batched.get_task_instance("plan").xcom_pull(task_ids="plan")
+    started = batched.get_task_instance("start_batch").xcom_pull(task_ids="start_batch")
+    assert batch.start_execution(sfn, plan["machine_arn"], plan["execution_name"],
+                                 BatchRequest.from_xcom(plan["request"])) == started  # fmt: skip
+    assert [e["executionArn"] for e in sfn.list_executions(stateMachineArn=plan["machine_arn"])["executions"]] == [
+        started]  # fmt: skip
+
     # When the workflow runs again with nothing changed, and any drift at all is an alert
     monkeypatch.setenv("SCONES_ALERT_PSI", "0")
     monkeypatch.setenv("SCONES_ALERT_MIN_RECORDS", "1")
@@ -119,10 +147,13 @@ def test_workflow_deploys_runs_and_reports(
     assert {f["action"] for f in again.values()} == {"unchanged"}
     names = [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
     assert sorted(n for n in names if n.startswith("scones-")) == sorted(spec.name for spec in FUNCTIONS)
-    assert len([m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == STATE_MACHINE_NAME]) == 1
+    for name in (STATE_MACHINE_NAME, BATCH_STATE_MACHINE_NAME):
+        assert len([m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name]) == 1
 
-    # Then the latest report covers the window since the first report, and its numbers are the captures'
+    # Then the latest report covers the window since the first report, and its numbers are the captures'; it
+    # shows the batch run too (the batch's own endpoint calls are captures of this window)
     summary = _json(s3, "monitoring/latest/summary.json")
+    assert BatchSummary.from_xcom(summary["batch"]) == BatchSummary.from_xcom(batch_summary)
     for name in ("report.html", "confidence_over_time.png", "confidence_histogram.png", "class_mix.png"):
         assert f"monitoring/latest/{name}" in _keys(s3, "monitoring/latest/")
     first_summary = first.get_task_instance("monitoring_report").xcom_pull(task_ids="monitoring_report")
@@ -132,7 +163,7 @@ def test_workflow_deploys_runs_and_reports(
         r for r in _captured_records(s3) if start <= datetime.fromisoformat(r["eventMetadata"]["inferenceTime"]) < end
     ]
     confidences = [max(json.loads(r["captureData"]["endpointOutput"]["data"])) for r in in_window]
-    assert summary["totals"]["records"] == len(in_window) >= 8  # 6 smoke + 2 above, in the second window
+    assert summary["totals"]["records"] == len(in_window) >= 8 + len(predictions)  # 6 smoke, 2 above, the batch
     assert summary["totals"]["below_threshold"] == sum(c < THRESHOLD for c in confidences)
 
     # Every capture of a workflow call names its inference: the id classify_image derives from the S3 object

@@ -321,6 +321,6 @@ def test_training_pipeline_deploys_gates_updates_and_tears_down(
     alarms = local_cloud.client("cloudwatch").describe_alarms(AlarmNamePrefix=ENDPOINT)["MetricAlarms"]
     assert alarms == []  # the rollback alarms cost money on AWS: they go with the endpoint
     assert not [m for m in local_cloud.client("stepfunctions").list_state_machines()["stateMachines"]
-                if m["name"] == "scones-image-classification"]  # fmt: skip
+                if m["name"] in ("scones-image-classification", "scones-batch-classification")]  # fmt: skip
     assert not [f for f in local_cloud.client("lambda").list_functions()["Functions"]
                 if f["FunctionName"].startswith("scones-")]  # fmt: skip

@@ -54,7 +54,7 @@ def load_lambda(name: str, env: dict[str, str] | None = None) -> LoadedLambda:
 
 
 class FakeS3:
-    """head_object/get_object over a dict, recording which objects were downloaded."""
+    """head_object/get_object/put_object over a dict, recording which objects were downloaded."""
 
     def __init__(self, objects: dict[tuple[str, str], bytes]) -> None:
         self.objects = objects
@@ -71,6 +71,10 @@ class FakeS3:
     def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         self.downloaded.append((Bucket, Key))
         return {"Body": io.BytesIO(self._find(Bucket, Key, "GetObject"))}
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self.objects[Bucket, Key] = Body
+        return {}
 
 
 class FakeRuntime:

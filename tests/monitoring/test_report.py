@@ -222,6 +222,27 @@ def test_a_window_without_traffic_still_renders() -> None:
     check_alerts(summary)  # nothing to raise
 
 
+def test_the_latest_batch_run_is_in_the_summary_and_on_the_page(day_report: Report) -> None:
+    assert day_report.summary["batch"] is None
+    assert "No batch classification has run yet" in day_report.html
+    latest = {
+        "s3_bucket": "bkt", "prefix": "datasets/x/test/images/", "results_key": "batch/run-7/results.jsonl",
+        "map_run_arn": "arn:map", "finished_at": "2026-11-21T09:30:15.5+00:00", "images": 200, "routed": 150,
+        "not_routed": 48, "errors": 2, "routed_by_label": {"bicycle": 80, "motorcycle": 70},
+    }  # fmt: skip
+    report = build_report([], baseline_for(CLASSES), CLASSES, 0.93, DAY, batch=latest)
+    assert report.summary["batch"] == latest
+    json.loads(report_files(report)["summary.json"])
+    section = report.html.split("<h2>Batch classification (latest run)</h2>", 1)[1].split("<h2>", 1)[0]
+    cells = re.findall(r"<th class=\"text\">([^<]*)</th><td( class=\"over\")?>([^<]*)</td>", section)
+    assert [(name, value, bool(over)) for name, over, value in cells] == [
+        ("images", "200", False), ("routed automatically", "75.0%", False), ("not routed", "48", False),
+        ("errors", "2", True), ("routed as bicycle", "80", False), ("routed as motorcycle", "70", False),
+        ("results", "batch/run-7/results.jsonl", False),
+    ]  # fmt: skip
+    assert "finished 2026-11-21 09:30:15 UTC" in section and "under s3://bkt/datasets/x/test/images/" in section
+
+
 def test_a_no_traffic_chart_differs_from_a_busy_one(day_report: Report) -> None:
     empty = build_report([], baseline_for(CLASSES), CLASSES, 0.93, DAY)
     for name, png in empty.charts.items():

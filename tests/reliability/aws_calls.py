@@ -71,6 +71,7 @@ OPERATOR_ACTIONS = {
         "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags",
     ),
     "StepFunctionStartExecutionOperator": ("states:StartExecution",),
+    "StepFunctionExecutionSensor": ("states:DescribeExecution",),
     # The group once (DeleteModelPackageGroup undoes it when the version cannot be created), then the version.
     "SageMakerRegisterModelVersionOperator": (
         "sagemaker:CreateModelPackageGroup", "sagemaker:CreateModelPackage", "sagemaker:DeleteModelPackageGroup",

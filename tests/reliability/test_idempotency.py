@@ -1,7 +1,7 @@
 """Scenario 6, idempotency: each DAG runs again after a successful run of its own.
 
 The training DAG's second run leaves exactly one endpoint (updated blue/green onto the new config) and one endpoint
-config per deploy; the workflow DAG's next run changes nothing at all: the three functions and the one state machine
+config per deploy; the workflow DAG's next run changes nothing at all: the four functions and the two state machines
 are described exactly as before (code, configuration, definition, modification times)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from include.scones import registry
 from include.scones.lambda_deploy import FUNCTIONS
 from include.scones.records import DeploymentRecord
-from include.scones.state_machine_deploy import STATE_MACHINE_NAME
+from include.scones.state_machine_deploy import BATCH_STATE_MACHINE_NAME, STATE_MACHINE_NAME
 from tests.reliability.conftest import MEASUREMENTS, TRAINING_PARAMS, Clients, TrainingCrash
 from tests.reliability.dag_runs import LoggedRun, run_dag
 
@@ -84,7 +84,7 @@ def workflow_resources(aws: Clients) -> dict[str, Any]:
 def test_the_workflow_dag_run_again_changes_nothing(aws: Clients, first_workflow_run: LoggedRun) -> None:
     before = workflow_resources(aws)
     assert sorted(before["functions"]) == sorted(spec.name for spec in FUNCTIONS)
-    assert list(before["state_machines"]) == [STATE_MACHINE_NAME]
+    assert sorted(before["state_machines"]) == sorted([STATE_MACHINE_NAME, BATCH_STATE_MACHINE_NAME])
 
     again = run_dag("scones_inference_workflow")
 
@@ -92,5 +92,6 @@ def test_the_workflow_dag_run_again_changes_nothing(aws: Clients, first_workflow
     assert {f["action"] for f in again.xcom("deploy_lambdas").values()} == {"unchanged"}
     assert workflow_resources(aws) == before
     MEASUREMENTS["idempotency (workflow)"] = (
-        f"run again in {again.seconds:.0f} s: 3 functions and 1 state machine described exactly as before"
+        f"run again in {again.seconds:.0f} s: {len(before['functions'])} functions and "
+        f"{len(before['state_machines'])} state machines described exactly as before"
     )

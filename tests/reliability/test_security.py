@@ -25,7 +25,8 @@ from include.scones.lambda_deploy import FUNCTIONS
 from include.scones.params import validate
 from include.scones.records import RunPlan
 from include.scones.sagemaker_requests import endpoint_config, model, training_job, transform_job
-from include.scones.state_machine import template_text
+from include.scones.state_machine import BATCH_MAP_STATE, batch_definition, load_definition
+from include.scones.state_machine_deploy import BATCH_STATE_MACHINE_NAME
 from localcloud import launcher
 from tests.conftest import LocalCloud
 from tests.localcloud.helpers import unique
@@ -300,20 +301,52 @@ def test_the_airflow_policies_grant_exactly_the_actions_the_dags_make() -> None:
 
 def test_the_lambda_policy_grants_exactly_what_the_functions_call() -> None:
     used = set(actions_used(["lambdas"], ("s3", "sagemaker-runtime")))
-    assert used == {"s3:GetObject", "sagemaker:InvokeEndpoint"}  # HeadObject and GetObject; InvokeEndpoint
+    # HeadObject and GetObject; InvokeEndpoint; collect_batch_results's results and summaries
+    assert used == {"s3:GetObject", "s3:PutObject", "sagemaker:InvokeEndpoint"}
     assert granted("lambda-execution-policy.json") == used | LAMBDA_PLATFORM_ACTIONS
+    batch_prefix = scones_settings.load(env={}).batch_prefix
+    [writes] = [s for s in statements("lambda-execution-policy.json") if "s3:PutObject" in s["Action"]]
+    assert writes["Action"] == ["s3:PutObject"]
+    assert writes["Resource"] == [f"arn:aws:s3:::SCONES_BUCKET/{batch_prefix}/*"]  # only where results go
 
 
-def test_the_states_policy_invokes_exactly_the_state_machines_functions() -> None:
-    template = json.loads(template_text())
-    tasks = [state for state in template["States"].values() if state["Type"] == "Task"]
+def _tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Task state, those of a Map's ItemProcessor included."""
+    found = []
+    for state in states.values():
+        if state["Type"] == "Task":
+            found.append(state)
+        elif state["Type"] == "Map":
+            found += _tasks(state["ItemProcessor"]["States"])
+    return found
+
+
+def test_the_states_policy_grants_exactly_what_the_two_state_machines_do() -> None:
+    batch = batch_definition()
+    tasks = _tasks(load_definition()["States"]) + _tasks(batch["States"])
     assert {task["Resource"] for task in tasks} == {"arn:aws:states:::lambda:invoke"}
     placeholders = {task["Parameters"]["FunctionName"] for task in tasks}
     invoked = {spec.name for spec in FUNCTIONS if "${" + spec.placeholder + "}" in placeholders}
-    assert len(invoked) == len(tasks) == 3
-    [statement] = statements("states-execution-policy.json")
-    assert statement["Action"] == ["lambda:InvokeFunction"]
-    assert set(statement["Resource"]) == {f"arn:aws:lambda:REGION:ACCOUNT:function:{name}" for name in invoked}
+    assert invoked == {spec.name for spec in FUNCTIONS} and len(placeholders) == 4
+    grants = {(s["Sid"], a, r) for s in statements("states-execution-policy.json") for a in s["Action"]
+              for r in s["Resource"]}  # fmt: skip
+    invoke = {(a, r) for sid, a, r in grants if sid == "InvokeWorkflowFunctions"}
+    assert invoke == {("lambda:InvokeFunction", f"arn:aws:lambda:REGION:ACCOUNT:function:{n}") for n in invoked}
+    # The Distributed Map starts and watches its own children, lists the images (ItemReader) and writes its
+    # results (ResultWriter) under the batch prefix, nothing else (AWS's Distributed Map and ResultWriter policies).
+    the_map = batch["States"][BATCH_MAP_STATE]
+    assert the_map["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert the_map["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
+    assert the_map["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    machine = f"arn:aws:states:REGION:ACCOUNT:stateMachine:{BATCH_STATE_MACHINE_NAME}"
+    children = f"arn:aws:states:REGION:ACCOUNT:execution:{BATCH_STATE_MACHINE_NAME}/*"
+    results = f"arn:aws:s3:::SCONES_BUCKET/{scones_settings.load(env={}).batch_prefix}/*"
+    writer = ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
+    assert {(a, r) for sid, a, r in grants if sid != "InvokeWorkflowFunctions"} == {
+        ("states:StartExecution", machine), ("states:DescribeExecution", children),
+        ("states:StopExecution", children), ("s3:ListBucket", "arn:aws:s3:::SCONES_BUCKET"),
+        *((action, results) for action in writer),
+    }  # fmt: skip
 
 
 def test_the_sagemaker_execution_policy_covers_exactly_the_s3_prefixes_the_jobs_read_and_write() -> None:

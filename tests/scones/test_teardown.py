@@ -278,11 +278,13 @@ class FakeWorkflowClients:
 
 
 def test_teardown_workflow_deletes_only_the_named_resources_and_is_idempotent() -> None:
-    clients = FakeWorkflowClients({"scones-a", "scones-b", "other"}, ["scones-machine", "other-machine"])
-    deleted = td.teardown_workflow(clients, clients, "scones-machine", ["scones-a", "scones-b", "scones-c"])
-    assert deleted == {"state_machines": ["scones-machine"], "functions": ["scones-a", "scones-b"]}
+    machines = ["scones-machine", "other-machine", "scones-batch"]
+    clients = FakeWorkflowClients({"scones-a", "scones-b", "other"}, machines)
+    names = ["scones-machine", "scones-batch", "scones-gone"]
+    deleted = td.teardown_workflow(clients, clients, names, ["scones-a", "scones-b", "scones-c"])
+    assert deleted == {"state_machines": ["scones-machine", "scones-batch"], "functions": ["scones-a", "scones-b"]}
     assert clients.functions == {"other"} and clients.machines == ["other-machine"]
-    assert td.teardown_workflow(clients, clients, "scones-machine", ["scones-a"]) == {
+    assert td.teardown_workflow(clients, clients, names, ["scones-a"]) == {
         "state_machines": [],
         "functions": [],
     }

@@ -34,6 +34,7 @@ LAMBDA_ERRORS = {
     "Lambda.ClientExecutionTimeoutException",
 }
 TASKS = ("SerializeImageData", "ClassifyImage", "FilterInferences")
+STATES_ROLE_ARN = "arn:aws:iam::000000000000:role/scones-step-functions"
 
 
 def broken(change: Any) -> dict[str, Any]:
@@ -168,6 +169,67 @@ def test_a_broken_definition_is_refused_with_a_clear_message(change: Any, messag
         sm.validate(broken(change))
 
 
+# --- the batch machine -----------------------------------------------------------------------------------------
+def test_the_batch_children_run_the_per_image_task_states_with_the_low_confidence_catch_sent_to_not_routed() -> None:
+    per_image, batch = sm.load_definition()["States"], sm.batch_definition()
+    sm.validate(batch)
+    the_map = batch["States"][sm.BATCH_MAP_STATE]
+    children = the_map["ItemProcessor"]["States"]
+    assert the_map["ItemProcessor"]["StartAt"] == TASKS[0] and list(children) == [*TASKS, "Routed", "NotRouted"]
+    for name in TASKS[:-1]:
+        assert children[name] == per_image[name]  # the same states: one definition
+    last, original = children[TASKS[-1]], per_image[TASKS[-1]]
+    assert {k: v for k, v in last.items() if k not in ("Catch", "Next")} == {
+        k: v for k, v in original.items() if k not in ("Catch", "End")}  # fmt: skip
+    assert last["Next"] == "Routed" and "End" not in last
+    assert last["Catch"] == [
+        {"ErrorEquals": ["ThresholdConfidenceNotMet"], "ResultPath": "$.error", "Next": "NotRouted"}
+    ]
+    assert children["Routed"]["Parameters"]["routed"] is True and children["NotRouted"]["Parameters"]["routed"] is False
+    # The per-image template is untouched by the composition
+    assert sm.load_definition()["States"][TASKS[-1]]["Catch"][0]["Next"] == "SummarizeLowConfidence"
+    assert sm.placeholders(sm.batch_template_text()) == PLACEHOLDERS | {"CollectBatchResultsArn"}
+
+
+def _map(change: Any) -> dict[str, Any]:
+    batch = sm.batch_definition()
+    change(batch["States"][sm.BATCH_MAP_STATE])
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("ItemProcessor"), "Map state 'ClassifyEveryImage' needs an ItemProcessor"),
+        (
+            lambda m: m["ItemProcessor"]["States"]["Routed"].update(Next="CollectResults", End=None),
+            "ItemProcessor: state 'Routed' goes to 'CollectResults', which is not a state",
+        ),
+        (
+            lambda m: m["ItemProcessor"]["States"]["ClassifyImage"].update(Resource="arn:aws:states:::sqs:sendMessage"),
+            "ItemProcessor: Task state 'ClassifyImage' must use Resource",
+        ),
+        (lambda m: m["ItemReader"].update(Resource="arn:aws:states:::s3:getObject"), "ItemReader must use Resource"),
+        (lambda m: m["ResultWriter"].update(Resource="arn:aws:states:::s3:copyObject"), "ResultWriter must use"),
+        (lambda m: m.update(ToleratedFailurePercentage=101), "ToleratedFailurePercentage must be a number from 0"),
+        (lambda m: m.pop("Next"), "exactly one of Next or"),
+    ],
+)
+def test_a_broken_batch_definition_is_refused_with_a_clear_message(change: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sm.validate(_map(change))
+
+
+def test_the_batch_composition_refuses_a_per_image_filter_without_its_low_confidence_catch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    definition = sm.load_definition()
+    definition["States"]["FilterInferences"]["Catch"] = []
+    monkeypatch.setattr(sm, "load_definition", lambda: definition)
+    with pytest.raises(ValueError, match="FilterInferences must end the per-image machine and catch"):
+        sm.batch_definition()
+
+
 def test_a_start_state_that_does_not_exist_is_refused() -> None:
     definition = sm.load_definition() | {"StartAt": "Serialize"}
     with pytest.raises(ValueError, match="StartAt 'Serialize' is not a state"):
@@ -221,7 +283,7 @@ def endpoint(local_cloud: Any, sagemaker: Any, s3: Any) -> Iterator[str]:
         sagemaker.delete_endpoint(EndpointName=name)
 
 
-def run_execution(sfn: Any, machine: str, request: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_execution(sfn: Any, machine: str, request: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     started = sfn.start_execution(stateMachineArn=machine, input=json.dumps(request))
     arn = started["executionArn"]
     described = wait_for(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d, 60)
@@ -229,12 +291,12 @@ def run_execution(sfn: Any, machine: str, request: dict[str, str]) -> tuple[dict
     return described, sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 
-@pytest.mark.e2e
-def test_the_workflow_runs_on_the_local_cloud(local_cloud: Any, s3: Any, endpoint: str) -> None:
-    started = time.monotonic()
-    lambda_client, sfn = local_cloud.client("lambda"), local_cloud.client("stepfunctions")
+@pytest.fixture(scope="module")
+def functions(local_cloud: Any, endpoint: str) -> dict[str, str]:
+    """The four real Lambdas on MiniStack, classify pointed at the stand-in endpoint: placeholder -> ARN."""
+    lambda_client = local_cloud.client("lambda")
     runtime_url = os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"]  # local mode's connection, as a deployer sets it
-    arns = {
+    return {
         "SerializeImageDataArn": deploy(lambda_client, lambda_zip("serialize_image_data"), prefix="serialize"),
         "ClassifyImageArn": deploy(
             lambda_client,
@@ -243,12 +305,24 @@ def test_the_workflow_runs_on_the_local_cloud(local_cloud: Any, s3: Any, endpoin
             prefix="classify",
         ),
         "FilterInferencesArn": deploy(lambda_client, lambda_zip("filter_inferences"), {"THRESHOLD": "0.93"}, "filter"),
+        "CollectBatchResultsArn": deploy(lambda_client, lambda_zip("collect_batch_results"), prefix="collect"),
     }
-    machine = sfn.create_state_machine(
+
+
+def create_machine(sfn: Any, template: str, functions: dict[str, str]) -> str:
+    wanted = sm.placeholders(template)
+    return str(sfn.create_state_machine(
         name=f"scones-inference-{uuid.uuid4().hex[:8]}",
-        definition=sm.render(arns),
-        roleArn="arn:aws:iam::000000000000:role/scones-step-functions",
-    )["stateMachineArn"]
+        definition=sm.render({p: arn for p, arn in functions.items() if p in wanted}, template),
+        roleArn=STATES_ROLE_ARN,
+    )["stateMachineArn"])  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_the_workflow_runs_on_the_local_cloud(local_cloud: Any, s3: Any, endpoint: str, functions: dict) -> None:
+    started = time.monotonic()
+    sfn = local_cloud.client("stepfunctions")
+    machine = create_machine(sfn, sm.template_text(), functions)
     bucket = endpoint
     confident, uncertain = png("CONFIDENT bicycle"), png("blurry thing")
     s3.put_object(Bucket=bucket, Key="test/confident.png", Body=confident)
@@ -276,3 +350,51 @@ def test_the_workflow_runs_on_the_local_cloud(local_cloud: Any, s3: Any, endpoin
     assert (done["status"], done["error"]) == ("FAILED", "ImageNotFound"), done
     assert "LowConfidenceInference" not in json.dumps(events, default=str)
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.e2e
+def test_the_batch_machine_classifies_every_image_under_a_prefix_into_one_results_file(
+    local_cloud: Any, s3: Any, endpoint: str, functions: dict
+) -> None:
+    sfn = local_cloud.client("stepfunctions")
+    machine = create_machine(sfn, sm.batch_template_text(), functions)
+    bucket, prefix = endpoint, f"batch-test/{uuid.uuid4().hex[:6]}/"
+    # 10 confident and 10 doubtful images, and one object that is not an image: 1 of 21 (4.8%) may fail
+    expected = {}
+    for i in range(10):
+        for kind, text in (("confident", f"CONFIDENT {i}"), ("doubtful", f"blurry {i}")):
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{kind}-{i:02d}.png", Body=png(text))
+            expected[f"{prefix}{kind}-{i:02d}.png"] = "routed" if kind == "confident" else "not_routed"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}notes.txt", Body=b"not an image")
+    expected[f"{prefix}notes.txt"] = "error"
+    request = {"s3_bucket": bucket, "prefix": prefix, "results_prefix": f"results/{prefix}run-1",
+               "latest_key": f"results/{prefix}latest.json", "classes": ["bicycle", "motorcycle"]}  # fmt: skip
+
+    done, _ = run_execution(sfn, machine, request)
+    assert done["status"] == "SUCCEEDED", done
+    summary = json.loads(done["output"])
+    assert {k: summary[k] for k in ("images", "routed", "not_routed", "errors")} == {
+        "images": 21, "routed": 10, "not_routed": 10, "errors": 1}  # fmt: skip
+    assert summary["routed_by_label"] == {"bicycle": 10}  # the stand-in says [0.97, 0.03]
+    body = s3.get_object(Bucket=bucket, Key=summary["results_key"])["Body"].read().decode()
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert {line["s3_key"]: line["status"] for line in lines} == expected  # one line per object, in key order
+    assert [line["s3_key"] for line in lines] == sorted(expected)
+    confident = next(line for line in lines if line["status"] == "routed")
+    assert (confident["label"], confident["confidence"], confident["inferences"]) == ("bicycle", 0.97, [0.97, 0.03])
+    notes = next(line for line in lines if line["status"] == "error")
+    assert notes["error"] == "NotAnImage" and notes["label"] is None
+    latest = json.loads(s3.get_object(Bucket=bucket, Key=request["latest_key"])["Body"].read())
+    assert latest == summary
+    # The ResultWriter's own export sits beside it, under the run's prefix
+    manifest = summary["results_key"].rsplit("/", 1)[0]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=manifest + "/")["Contents"]
+    assert sum(o["Key"].endswith("/manifest.json") for o in listed) == 1
+
+    # Over the tolerated 5% of failures, the run fails (its results are still exported) and collects nothing
+    broken = dict(request, prefix=f"{prefix}notes", results_prefix=f"results/{prefix}run-2")
+    done, _ = run_execution(sfn, machine, broken)
+    assert (done["status"], done["error"]) == ("FAILED", "States.ExceedToleratedFailureThreshold"), done
+    run_2 = s3.list_objects_v2(Bucket=bucket, Prefix=f"results/{prefix}run-2/").get("Contents", [])
+    assert any(o["Key"].endswith("/manifest.json") for o in run_2)
+    assert not any(o["Key"].endswith("results.jsonl") for o in run_2)

@@ -31,7 +31,7 @@ from include.scones.lambda_deploy import (
     lambda_zip,
 )
 from include.scones.smoke import Outcome, check_outcomes, judge_execution, pick_smoke_images, wait_for_executions
-from include.scones.state_machine_deploy import ensure_state_machine, render_definition
+from include.scones.state_machine_deploy import ensure_state_machine, render_batch_definition, render_definition
 
 ROLE = "arn:aws:iam::000000000000:role/scones-lambda"
 OTHER_ROLE = "arn:aws:iam::000000000000:role/other"
@@ -315,10 +315,12 @@ def test_ensure_function_passes_other_client_errors_through(package: Path) -> No
     assert client.calls == []
 
 
-def test_deploy_functions_creates_the_three_functions_keyed_by_the_template_placeholders() -> None:
+def test_deploy_functions_creates_the_four_functions_keyed_by_the_templates_placeholders() -> None:
     client = FakeLambda()
     deployed = deploy_functions(client, ROLE, "scones-endpoint", 0.93, {"region_name": "us-east-1", **LOCAL_EXTRA})
-    assert set(deployed) == state_machine.placeholders(state_machine.template_text())
+    per_image = state_machine.placeholders(state_machine.template_text())
+    assert set(deployed) == per_image | state_machine.placeholders(state_machine.batch_template_text())
+    assert set(deployed) - per_image == {"CollectBatchResultsArn"}
     assert deployed == {
         "SerializeImageDataArn": {
             "name": "scones-serialize-image-data",
@@ -333,6 +335,11 @@ def test_deploy_functions_creates_the_three_functions_keyed_by_the_template_plac
         "FilterInferencesArn": {
             "name": "scones-filter-inferences",
             "arn": arn_of("scones-filter-inferences"),
+            "action": "created",
+        },
+        "CollectBatchResultsArn": {
+            "name": "scones-collect-batch-results",
+            "arn": arn_of("scones-collect-batch-results"),
             "action": "created",
         },
     }
@@ -351,7 +358,7 @@ def test_deploy_functions_writes_the_threshold_as_a_float_literal(threshold: Any
     client = FakeLambda()
     deploy_functions(client, ROLE, "scones-endpoint", threshold, {})
     creates = [kwargs for name, kwargs in client.calls if name == "create_function"]
-    assert [c["Environment"]["Variables"]["THRESHOLD"] for c in creates] == [variable] * 3
+    assert [c["Environment"]["Variables"]["THRESHOLD"] for c in creates] == [variable] * len(FUNCTIONS)
 
 
 def test_deploy_functions_twice_changes_nothing_and_a_new_threshold_updates_only_configuration() -> None:
@@ -368,13 +375,14 @@ def test_deploy_functions_twice_changes_nothing_and_a_new_threshold_updates_only
     updates = [kwargs for name, kwargs in client.calls if name == "update_function_configuration"]
     assert [u["Environment"]["Variables"] for u in updates] == [
         {"ENDPOINT_NAME": "scones-endpoint", "THRESHOLD": "0.8"}
-    ] * 3
+    ] * 4
     assert "update_function_code" not in client.names()
 
 
 def test_function_timeouts_cover_the_lambdas_worst_case_client_retries() -> None:
     timeouts = {spec.folder: spec.timeout_s for spec in FUNCTIONS}
-    assert timeouts == {"serialize_image_data": 60, "classify_image": 90, "filter_inferences": 10}
+    assert timeouts == {"serialize_image_data": 60, "classify_image": 90, "filter_inferences": 10,
+                        "collect_batch_results": 120}  # fmt: skip
 
 
 # --- ensure_state_machine / render_definition --------------------------------------------------------------
@@ -470,6 +478,26 @@ def test_render_definition_puts_each_deployed_arn_in_its_task() -> None:
         "FilterInferences": arn_of("scones-filter-inferences"),
     }
     assert "${" not in json.dumps(rendered)
+    assert "scones-collect-batch-results" not in json.dumps(rendered)  # a function it does not name is left out
+
+
+def test_render_batch_definition_puts_the_same_arns_in_the_map_children_and_the_collector() -> None:
+    functions = {
+        spec.placeholder: {"name": spec.name, "arn": arn_of(spec.name), "action": "created"} for spec in FUNCTIONS
+    }
+    rendered = json.loads(render_batch_definition(functions))
+    children = rendered["States"]["ClassifyEveryImage"]["ItemProcessor"]["States"]
+    names = {state: s["Parameters"]["FunctionName"] for state, s in children.items() if s["Type"] == "Task"}
+    assert names == {
+        "SerializeImageData": arn_of("scones-serialize-image-data"),
+        "ClassifyImage": arn_of("scones-classify-image"),
+        "FilterInferences": arn_of("scones-filter-inferences"),
+    }
+    assert rendered["States"]["CollectResults"]["Parameters"]["FunctionName"] == arn_of("scones-collect-batch-results")
+    assert "${" not in json.dumps(rendered)
+    without_collector = {p: f for p, f in functions.items() if p != "CollectBatchResultsArn"}
+    with pytest.raises(ValueError, match="no ARN for placeholder.*CollectBatchResultsArn"):
+        render_batch_definition(without_collector)
 
 
 # --- pick_smoke_images -------------------------------------------------------------------------------------

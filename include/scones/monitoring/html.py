@@ -191,6 +191,22 @@ def _loop(summary: Mapping[str, Any]) -> _Loop:
     )
 
 
+def _batch(batch: Mapping[str, Any] | None) -> list[_Number] | None:
+    """The latest batch classification's counts, as rows: routed share, the other outcomes, and where it is."""
+    if batch is None:
+        return None
+    images = batch["images"]
+    share = batch["routed"] / images if images else None
+    rows = [
+        _Number("images", str(images), False, f"under s3://{batch['s3_bucket']}/{batch['prefix']}"),
+        _Number("routed automatically", _percent(share), False, f"{batch['routed']} confident images"),
+        _Number("not routed", str(batch["not_routed"]), False, "below the threshold: a person decides"),
+        _Number("errors", str(batch["errors"]), bool(batch["errors"]), "missing or unreadable objects"),
+    ]
+    rows += [_Number(f"routed as {label}", str(n), False, "") for label, n in batch["routed_by_label"].items()]
+    return rows + [_Number("results", batch["results_key"], False, f"finished {display_time(batch['finished_at'])}")]
+
+
 def render_html(
     summary: Mapping[str, Any], charts: Mapping[str, bytes], samples: Sequence[CaptureRecord], max_samples: int = 12
 ) -> str:
@@ -209,6 +225,7 @@ def render_html(
         alerts=summary["alerts"],
         held_back=summary.get("held_back", []),
         live=_loop(summary),
+        batch=_batch(summary.get("batch")),
         numbers=_numbers(summary),
         charts=[_Chart(CHART_TITLES.get(name, name), data_uri("image/png", png)) for name, png in charts.items()],
         hour_header=["hour", "records", "mean confidence", "below threshold", *classes],

@@ -72,12 +72,14 @@ def build_monitoring_report(
     *,
     label_lookback: timedelta = timedelta(hours=24),
     review_capacity: int = 0,
+    batch_prefix: str | None = None,
 ) -> dict[str, Any]:
     """Report on the captures since the last report; upload it under monitoring/<timestamp>/ and latest/, and
     queue its filtered inferences for review (at most `review_capacity`). People's labels are merged with the
     captures of the last `label_lookback` (live accuracy). Returns the summary; the caller raises the alert (after
-    the upload) with `report.check_alerts`."""
-    from include.scones import labelling
+    the upload) with `report.check_alerts`. With `batch_prefix`, the latest batch classification's summary
+    (<batch_prefix>/latest.json) is part of the report."""
+    from include.scones import batch, labelling
     from include.scones.monitoring.capture import Window, hour_prefixes, keys_in_window
     from include.scones.monitoring.live import LiveInputs
     from include.scones.monitoring.report import build_report, report_files
@@ -105,6 +107,7 @@ def build_monitoring_report(
         label_files=label_files,
         label_skipped=label_skipped,
     )
+    latest_batch = batch.read_latest(hook, bucket, batch_prefix) if batch_prefix else None
     report = build_report(
         _capture_lines(hook, bucket, keys),
         evaluation["baseline"],
@@ -114,6 +117,7 @@ def build_monitoring_report(
         limits,
         endpoint_name=endpoint,
         live=live,
+        batch=latest_batch.to_xcom() if latest_batch else None,
     )
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Recorded in summary.json too, so readers of latest/ know which report it is.

@@ -52,6 +52,7 @@ def build_report(
     max_samples: int = 12,
     seed: int = 0,
     live: LiveInputs | None = None,
+    batch: Mapping[str, Any] | None = None,
 ) -> Report:
     """Stream `sources` (see capture.iter_records: line iterables, file objects, whole bodies, or records) once.
 
@@ -61,7 +62,8 @@ def build_report(
 
     `live` adds the labelling loop's numbers (live.py): live accuracy over its label window, which may start
     before `window` (those earlier records feed the merge only), the CBPE estimate, input drift, and the review
-    candidates."""
+    candidates. `batch` is the latest batch classification's summary (records.BatchSummary as JSON), shown as
+    it is: a batch run is not traffic of the window."""
     if not classes or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be distinct names, got {list(classes)}")
     if not 0 < threshold <= 1:
@@ -82,6 +84,7 @@ def build_report(
     summary |= loop.summary(limits.image_psi, limits.min_records)
     summary["alerts"] += input_drift_alerts(summary)
     summary["held_back"] = held_back(summary, limits)
+    summary["batch"] = dict(batch) if batch is not None else None
     charts = render_charts(summary)
     samples = stats.samples()
     html = render_html(summary, charts, samples, max_samples)

@@ -1,0 +1,152 @@
+"""The batch part: every image under an S3 prefix classified by the batch state machine (a Distributed Map over
+the real three Lambdas, plus collect_batch_results), against a SageMaker batch transform of the same images with
+the same model, at 100 and at 1,000 images.
+
+The images are the bench's test images, copied under `bench/batch/<n>/` until there are n of them. Both are
+deployed with the workflow DAG's own functions (bench names, the bench endpoint). Each measurement is the
+client's wall time from the start call until the work is done (the execution SUCCEEDED and its results file
+written; the transform job Completed with every output), so a transform's model-server start counts, as a map's
+Lambda and endpoint calls do. The sizes alternate map, transform, map, transform from the smallest, on a
+warm endpoint and warm Lambdas (one warm-up map of a few images first).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks import endpoint_bench, model_bench, workflow_bench
+from benchmarks.context import BUCKET, BenchContext, load_average, log, utc_now
+from include.scones import lambda_deploy, sagemaker_requests, state_machine_deploy
+from include.scones.manifests import read_lst
+from include.scones.records import BatchRequest, BatchSummary
+
+SIZES = (100, 1000)
+WARMUP_IMAGES = 8
+BATCH_MACHINE = "scones-bench-batch-classification"
+PREFIX = "bench/batch"
+POLL_S = 0.2
+TIMEOUT_S = 900.0
+
+
+def deploy(ctx: BenchContext) -> str:
+    """The four functions under bench names and the batch machine, created or updated as the DAG does."""
+    client = ctx.client("lambda")
+    environment = {"ENDPOINT_NAME": endpoint_bench.ENDPOINT_NAME, "THRESHOLD": repr(model_bench.THRESHOLD)}
+    environment |= lambda_deploy.endpoint_environment(workflow_bench.connection_extra(ctx))
+    functions = {
+        spec.placeholder: lambda_deploy.ensure_function(
+            client, spec, workflow_bench.LAMBDA_ROLE_ARN, environment,
+            lambda_deploy.lambda_zip(lambda_deploy.LAMBDAS_DIR / spec.folder),
+        )
+        for spec in workflow_bench.bench_functions("scones-bench")
+    }  # fmt: skip
+    definition = state_machine_deploy.render_batch_definition(functions)
+    sfn = ctx.client("stepfunctions")
+    return state_machine_deploy.ensure_state_machine(sfn, BATCH_MACHINE, definition, workflow_bench.STATES_ROLE_ARN)[
+        "arn"
+    ]
+
+
+def upload_images(ctx: BenchContext, count: int) -> str:
+    """`count` test images under bench/batch/<count>/images/ (the test split repeated, each copy its own key)."""
+    channel_dir, _ = model_bench.channels(ctx)
+    rows = read_lst(channel_dir / "test" / "test.lst")
+    prefix = f"{PREFIX}/{count}/images/"
+    ctx.ensure_bucket()
+    existing = {o["Key"] for page in ctx.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+                for o in page.get("Contents", [])}  # fmt: skip
+    for index in range(count):
+        row = rows[index % len(rows)]
+        key = f"{prefix}{index:05d}-{row.filename}"
+        if key not in existing:
+            ctx.s3.put_object(Bucket=BUCKET, Key=key, Body=(channel_dir / "test" / "images" / row.filename).read_bytes())
+    return prefix
+
+
+def run_map(ctx: BenchContext, machine_arn: str, prefix: str, count: int, tag: str) -> dict[str, Any]:
+    sfn = ctx.client("stepfunctions")
+    request = BatchRequest(s3_bucket=BUCKET, prefix=prefix, results_prefix=f"{PREFIX}-results/{tag}",
+                           latest_key=f"{PREFIX}-results/latest.json", classes=tuple(model_bench.CLASSES))  # fmt: skip
+    began = time.perf_counter()
+    arn = sfn.start_execution(stateMachineArn=machine_arn, input=request.to_json())["executionArn"]
+    deadline = time.monotonic() + TIMEOUT_S
+    while (description := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"batch execution {arn} still RUNNING after {TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+    seconds = time.perf_counter() - began
+    if description["status"] != "SUCCEEDED":
+        raise RuntimeError(f"batch execution {arn} {description['status']}: {description.get('cause')}")
+    summary = BatchSummary.from_json(description["output"])
+    if summary.images != count or summary.errors:
+        raise RuntimeError(f"the map classified {summary.images} images with {summary.errors} errors, not {count}")
+    engine = (description["stopDate"] - description["startDate"]).total_seconds()
+    return {"images": count, "seconds": round(seconds, 2), "engine_seconds": round(engine, 2),
+            "images_per_second": round(count / seconds, 1), "routed": summary.routed}  # fmt: skip
+
+
+def run_transform(ctx: BenchContext, model_name: str, prefix: str, count: int, tag: str) -> dict[str, Any]:
+    sagemaker = ctx.client("sagemaker")
+    plan = endpoint_bench.bench_plan(datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    output = f"s3://{BUCKET}/{PREFIX}-transform/{tag}/"
+    request = sagemaker_requests.transform_job(plan, f"s3://{BUCKET}/{prefix}", plan.name)
+    request |= {"TransformJobName": f"{plan.name}-{tag}", "ModelName": model_name}
+    request["TransformOutput"] = dict(request["TransformOutput"], S3OutputPath=output)
+    began = time.perf_counter()
+    sagemaker.create_transform_job(**request)
+    deadline = time.monotonic() + TIMEOUT_S
+    while (job := sagemaker.describe_transform_job(TransformJobName=request["TransformJobName"]))[
+        "TransformJobStatus"
+    ] == "InProgress":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"transform job {request['TransformJobName']} still InProgress after {TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+    seconds = time.perf_counter() - began
+    if job["TransformJobStatus"] != "Completed":
+        raise RuntimeError(f"transform job {request['TransformJobName']}: {job.get('FailureReason')}")
+    outputs = sum(len(page.get("Contents", [])) for page in ctx.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=f"{PREFIX}-transform/{tag}/"))  # fmt: skip
+    if outputs != count:
+        raise RuntimeError(f"transform job wrote {outputs} outputs for {count} images")
+    job_seconds = (job["TransformEndTime"] - job["TransformStartTime"]).total_seconds()
+    return {"images": count, "seconds": round(seconds, 2), "job_seconds": round(job_seconds, 2),
+            "images_per_second": round(count / seconds, 1)}  # fmt: skip
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    measured_at = utc_now()
+    deployed = endpoint_bench.deploy(ctx, model_bench.trained_model(ctx))
+    log("deploying the bench Lambdas and the batch state machine")
+    machine_arn = deploy(ctx)
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    prefixes = {count: upload_images(ctx, count) for count in (WARMUP_IMAGES, *SIZES)}
+    run_map(ctx, machine_arn, prefixes[WARMUP_IMAGES], WARMUP_IMAGES, f"{stamp}-warmup")
+    load_before = load_average()
+    maps, transforms = {}, {}
+    for count in SIZES:
+        log(f"{count} images: the Distributed Map, then a batch transform of the same images")
+        maps[count] = run_map(ctx, machine_arn, prefixes[count], count, f"{stamp}-{count}")
+        transforms[count] = run_transform(ctx, deployed["model_name"], prefixes[count], count, f"{stamp}-{count}")
+    small, large = SIZES
+    result: dict[str, Any] = {"measured_at": measured_at}
+    for name, runs in (("map", maps), ("transform", transforms)):
+        for count in SIZES:
+            result[f"{name}_{count}_images_per_second"] = runs[count]["images_per_second"]
+        result[f"{name}_growth_{small}_to_{large}"] = round(
+            runs[large]["images_per_second"] / runs[small]["images_per_second"], 2
+        )
+    result[f"map_to_transform_{large}"] = round(
+        maps[large]["images_per_second"] / transforms[large]["images_per_second"], 2
+    )
+    return result | {
+        "map_runs": {str(k): v for k, v in maps.items()},
+        "transform_runs": {str(k): v for k, v in transforms.items()},
+        "max_concurrency": json.loads(
+            ctx.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)["definition"]
+        )["States"]["ClassifyEveryImage"]["MaxConcurrency"],
+        "timing": "client wall time from the start call until done (execution SUCCEEDED / job Completed)",
+        "load_average_before_after": [load_before, load_average()],
+    }
