@@ -6,8 +6,12 @@ The images are the bench's test images, copied under `bench/batch/<n>/` until th
 deployed with the workflow DAG's own functions (bench names, the bench endpoint). Each measurement is the
 client's wall time from the start call until the work is done (the execution SUCCEEDED and its results file
 written; the transform job Completed with every output), so a transform's model-server start counts, as a map's
-Lambda and endpoint calls do. The sizes alternate map, transform, map, transform from the smallest, on a
-warm endpoint and warm Lambdas (one warm-up map of a few images first).
+Lambda and endpoint calls do. Each round runs map, transform at 100 images, then at 1,000, on a warm endpoint
+and warm Lambdas (one warm-up map of a few images first); REPEATS rounds, the median run of each reported.
+
+From the two sizes, each kind's time is split as t = fixed + n × per image (a straight line through the two
+medians): the fixed part is what does not grow with the images (the Standard execution's start, the results
+collection; the transform's model-server start), the per-image part what does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from include.scones.manifests import read_lst
 from include.scones.records import BatchRequest, BatchSummary
 
 SIZES = (100, 1000)
+REPEATS = 3  # of each size and kind; the median run is reported
 WARMUP_IMAGES = 8
 BATCH_MACHINE = "scones-bench-batch-classification"
 PREFIX = "bench/batch"
@@ -62,7 +67,9 @@ def upload_images(ctx: BenchContext, count: int) -> str:
         row = rows[index % len(rows)]
         key = f"{prefix}{index:05d}-{row.filename}"
         if key not in existing:
-            ctx.s3.put_object(Bucket=BUCKET, Key=key, Body=(channel_dir / "test" / "images" / row.filename).read_bytes())
+            ctx.s3.put_object(
+                Bucket=BUCKET, Key=key, Body=(channel_dir / "test" / "images" / row.filename).read_bytes()
+            )
     return prefix
 
 
@@ -116,6 +123,11 @@ def run_transform(ctx: BenchContext, model_name: str, prefix: str, count: int, t
             "images_per_second": round(count / seconds, 1)}  # fmt: skip
 
 
+def median_runs(runs: dict[int, list[dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    """The median run (by wall time) of each size."""
+    return {count: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for count, rs in runs.items()}
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
     measured_at = utc_now()
     deployed = endpoint_bench.deploy(ctx, model_bench.trained_model(ctx))
@@ -125,11 +137,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     prefixes = {count: upload_images(ctx, count) for count in (WARMUP_IMAGES, *SIZES)}
     run_map(ctx, machine_arn, prefixes[WARMUP_IMAGES], WARMUP_IMAGES, f"{stamp}-warmup")
     load_before = load_average()
-    maps, transforms = {}, {}
-    for count in SIZES:
-        log(f"{count} images: the Distributed Map, then a batch transform of the same images")
-        maps[count] = run_map(ctx, machine_arn, prefixes[count], count, f"{stamp}-{count}")
-        transforms[count] = run_transform(ctx, deployed["model_name"], prefixes[count], count, f"{stamp}-{count}")
+    all_maps: dict[int, list[dict[str, Any]]] = {count: [] for count in SIZES}
+    all_transforms: dict[int, list[dict[str, Any]]] = {count: [] for count in SIZES}
+    for repeat in range(REPEATS):
+        for count in SIZES:
+            log(f"round {repeat + 1}/{REPEATS}, {count} images: the Distributed Map, then a batch transform of them")
+            tag = f"{stamp}-{repeat}-{count}"
+            all_maps[count].append(run_map(ctx, machine_arn, prefixes[count], count, tag))
+            all_transforms[count].append(run_transform(ctx, deployed["model_name"], prefixes[count], count, tag))
+    maps, transforms = median_runs(all_maps), median_runs(all_transforms)
     small, large = SIZES
     result: dict[str, Any] = {"measured_at": measured_at}
     for name, runs in (("map", maps), ("transform", transforms)):
@@ -138,12 +154,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         result[f"{name}_growth_{small}_to_{large}"] = round(
             runs[large]["images_per_second"] / runs[small]["images_per_second"], 2
         )
+        per_image = (runs[large]["seconds"] - runs[small]["seconds"]) / (large - small)
+        result[f"{name}_per_image_ms"] = round(per_image * 1000, 2)
+        result[f"{name}_fixed_seconds"] = round(runs[small]["seconds"] - small * per_image, 2)
     result[f"map_to_transform_{large}"] = round(
         maps[large]["images_per_second"] / transforms[large]["images_per_second"], 2
     )
     return result | {
         "map_runs": {str(k): v for k, v in maps.items()},
         "transform_runs": {str(k): v for k, v in transforms.items()},
+        "map_seconds_all": {str(k): [r["seconds"] for r in v] for k, v in all_maps.items()},
+        "transform_seconds_all": {str(k): [r["seconds"] for r in v] for k, v in all_transforms.items()},
         "max_concurrency": json.loads(
             ctx.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)["definition"]
         )["States"]["ClassifyEveryImage"]["MaxConcurrency"],

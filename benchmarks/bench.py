@@ -1,6 +1,6 @@
-"""`make bench`: measure the model, the endpoint, the workflow, batch classification, the monitoring report, DAG parsing and the demo
-against the local cloud (started if needed), print a Markdown table and write `benchmarks/latest.json` and
-`benchmarks/latest.md`.
+"""`make bench`: measure the model, the endpoint, the workflow, batch classification, the monitoring report, DAG
+parsing and the demo against the local cloud (started if needed), print a Markdown table and write
+`benchmarks/latest.json` and `benchmarks/latest.md`.
 
     .venv/bin/python benchmarks/bench.py                        # everything (8 minutes on a quiet machine)
     .venv/bin/python benchmarks/bench.py --only endpoint,rollout
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in NEEDS_ENDPOINT and not NEEDS_ENDPOINT & set(parts[parts.index(name) + 1 :]):
                 tear_down_endpoint(ctx)  # nothing after this needs the bench endpoint's model server
     finally:
-        if "endpoint" in ctx.facts:
+        if ctx.facts.get("endpoints"):
             tear_down_endpoint(ctx)
     results["machine"]["load_average_at_end"] = load_average()
     carry_over(results, previous, SECTIONS)

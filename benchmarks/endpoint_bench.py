@@ -58,14 +58,16 @@ ROUNDS = 10  # concurrency 1: forward, boto3 and plain HTTP batches alternate, 1
 FORWARD_PER_ROUND = 20
 REQUESTS_PER_ROUND = 50
 CONCURRENT_THREADS = 8
-REQUESTS_PER_THREAD = 150
+CONCURRENT_ROUNDS = 3  # alternating the default deployment and the one-worker one
+REQUESTS_PER_THREAD = 50
+ONE_WORKER_ENDPOINT = f"{ENDPOINT_NAME}-one-worker"
 DEPLOY_TIMEOUT_S = 300.0
 SIGNATURE_CHECKS = 2000
 SIGNATURE_BUDGET_MS = 0.5
 
 
-def bench_plan(stamp: str) -> RunPlan:
-    """A run plan like the training DAG's, on the bench's own bucket and endpoint."""
+def bench_plan(stamp: str, endpoint_name: str = ENDPOINT_NAME, **params: Any) -> RunPlan:
+    """A run plan like the training DAG's, on the bench's own bucket and endpoint (default Params unless given)."""
     return RunPlan(
         name=f"scones-bench-{stamp}",
         bucket=BUCKET,
@@ -73,19 +75,29 @@ def bench_plan(stamp: str) -> RunPlan:
         role_arn=SAGEMAKER_ROLE_ARN,
         training_image="",
         inference_image=INFERENCE_IMAGE,
-        endpoint_name=ENDPOINT_NAME,
+        endpoint_name=endpoint_name,
         model_output_uri=f"s3://{BUCKET}/models/",
         capture_uri=f"s3://{BUCKET}/data_capture",
         model_package_group=ENDPOINT_NAME,
-        params=validate(defaults()),
+        params=validate(defaults() | params),
     )
 
 
 def deploy(ctx: BenchContext, model_dir: Path) -> dict[str, Any]:
-    """Upload model.tar.gz, CreateModel + CreateEndpointConfig, then create the bench endpoint afresh and wait
-    for InService (the waiter raises if it fails). Returns what was deployed."""
-    if "endpoint" in ctx.facts:
-        return dict(ctx.facts["endpoint"])
+    """The bench endpoint with the default Params (the DAG's deployment). Returns what was deployed."""
+    return _deploy(ctx, model_dir, ENDPOINT_NAME, {})
+
+
+def deploy_one_worker(ctx: BenchContext, model_dir: Path) -> dict[str, Any]:
+    """The same model on a second endpoint with one model-server worker, for the concurrency-8 comparison."""
+    return _deploy(ctx, model_dir, ONE_WORKER_ENDPOINT, {"model_server_workers": 1})
+
+
+def _deploy(ctx: BenchContext, model_dir: Path, endpoint_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Upload model.tar.gz, CreateModel + CreateEndpointConfig, then create the endpoint afresh and wait for
+    InService (the waiter raises if it fails). Returns what was deployed."""
+    if endpoint_name in ctx.facts.get("endpoints", {}):
+        return dict(ctx.facts["endpoints"][endpoint_name])
     sagemaker = ctx.client("sagemaker")
     ctx.ensure_bucket()
     files = archives.read_tree(model_dir)
@@ -93,50 +105,53 @@ def deploy(ctx: BenchContext, model_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no model artifact in {model_dir}")
     key = f"models/bench/{archives.content_hash(files)[:16]}/model.tar.gz"
     ctx.s3.put_object(Bucket=BUCKET, Key=key, Body=archives.tar_gz(files))
-    plan = bench_plan(datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + ("" if endpoint_name == ENDPOINT_NAME else "-one-worker")
+    plan = bench_plan(stamp, endpoint_name, **params)
     # The model the endpoint config names (a training run makes it from the approved version; here, the artifact).
     model_request = sagemaker_requests.model(plan, f"s3://{BUCKET}/{key}") | {"ModelName": plan.serving_model_name}
     sagemaker.create_model(**model_request)
     sagemaker.create_endpoint_config(**sagemaker_requests.endpoint_config(plan))
     began = time.monotonic()
-    delete_endpoint(sagemaker)  # left over from an interrupted run (maybe Failed): start from nothing
+    delete_endpoint(sagemaker, endpoint_name)  # left over from an interrupted run (maybe Failed): start from nothing
     sagemaker.create_endpoint(**sagemaker_requests.endpoint(plan))
     waiter = sagemaker.get_waiter("endpoint_in_service")
-    waiter.wait(EndpointName=ENDPOINT_NAME, WaiterConfig={"Delay": 1, "MaxAttempts": int(DEPLOY_TIMEOUT_S)})
-    description = sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)
+    waiter.wait(EndpointName=endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": int(DEPLOY_TIMEOUT_S)})
+    description = sagemaker.describe_endpoint(EndpointName=endpoint_name)
     deployed = {
-        "endpoint_name": ENDPOINT_NAME,
+        "endpoint_name": endpoint_name,
         "model_name": plan.serving_model_name,
         "endpoint_config_name": plan.name,
         "deploy_seconds": round(time.monotonic() - began, 1),
         "data_capture": description.get("DataCaptureConfig", {}),
         "model_environment": model_request["PrimaryContainer"]["Environment"],
+        "model_server_workers": plan.params.model_server_workers,
     }
-    ctx.facts["endpoint"] = deployed
+    ctx.facts.setdefault("endpoints", {})[endpoint_name] = deployed
     return deployed
 
 
-def delete_endpoint(sagemaker: Any) -> None:
-    """Delete the bench endpoint if it exists, and wait until it is gone."""
+def delete_endpoint(sagemaker: Any, endpoint_name: str = ENDPOINT_NAME) -> None:
+    """Delete a bench endpoint if it exists, and wait until it is gone."""
     try:
-        sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)
+        sagemaker.describe_endpoint(EndpointName=endpoint_name)
     except sagemaker.exceptions.ClientError:
         return
-    sagemaker.delete_endpoint(EndpointName=ENDPOINT_NAME)
+    sagemaker.delete_endpoint(EndpointName=endpoint_name)
     sagemaker.get_waiter("endpoint_deleted").wait(
-        EndpointName=ENDPOINT_NAME, WaiterConfig={"Delay": 1, "MaxAttempts": int(DEPLOY_TIMEOUT_S)}
+        EndpointName=endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": int(DEPLOY_TIMEOUT_S)}
     )
 
 
 def teardown(ctx: BenchContext) -> None:
-    """Delete the bench endpoint and every model and config a bench made (the worker process goes with it)."""
+    """Delete the bench endpoints and every model and config a bench made (the worker processes go with them)."""
     sagemaker = ctx.client("sagemaker")
-    delete_endpoint(sagemaker)
+    for endpoint_name in (ENDPOINT_NAME, ONE_WORKER_ENDPOINT):
+        delete_endpoint(sagemaker, endpoint_name)
     for config in sagemaker.list_endpoint_configs(NameContains="scones-bench-", MaxResults=100)["EndpointConfigs"]:
         sagemaker.delete_endpoint_config(EndpointConfigName=config["EndpointConfigName"])
     for model in sagemaker.list_models(NameContains="scones-bench-", MaxResults=100)["Models"]:
         sagemaker.delete_model(ModelName=model["ModelName"])
-    ctx.facts.pop("endpoint", None)
+    ctx.facts.pop("endpoints", None)
 
 
 def request_image(ctx: BenchContext) -> Path:
@@ -146,11 +161,13 @@ def request_image(ctx: BenchContext) -> Path:
     return channel_dir / "test" / "images" / first.filename
 
 
-def _invoke_loop(client: Any, body: bytes, count: int, latencies: list[float]) -> None:
+def _invoke_loop(
+    client: Any, body: bytes, count: int, latencies: list[float], endpoint_name: str = ENDPOINT_NAME
+) -> None:
     for _ in range(count):
         began = time.perf_counter()
         reply = client.invoke_endpoint(
-            EndpointName=ENDPOINT_NAME, ContentType="image/png", Accept="application/json", Body=body
+            EndpointName=endpoint_name, ContentType="image/png", Accept="application/json", Body=body
         )
         reply["Body"].read()
         latencies.append((time.perf_counter() - began) * 1000)
@@ -282,10 +299,33 @@ def interleaved(
     }
 
 
-def concurrent(ctx: BenchContext, body: bytes, threads: int, per_thread: int) -> dict[str, Any]:
+def concurrent_rounds(ctx: BenchContext, body: bytes, endpoints: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Concurrency 8 on each endpoint, in CONCURRENT_ROUNDS rounds that alternate between them (so they see the
+    same load); each endpoint's latencies and wall time pooled over its rounds."""
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
+    for _ in range(CONCURRENT_ROUNDS):
+        for name in endpoints:
+            rounds[name].append(concurrent(ctx, body, CONCURRENT_THREADS, REQUESTS_PER_THREAD, name))
+    pooled = {}
+    for name, runs in rounds.items():
+        latencies = [value for run in runs for value in run.pop("latencies")]
+        seconds = sum(run["seconds"] for run in runs)
+        pooled[name] = latency_summary(latencies, "invoke_ms_") | {
+            "requests": len(latencies),
+            "threads": CONCURRENT_THREADS,
+            "rounds": len(runs),
+            "throughput_rps": round(len(latencies) / seconds, 1),
+        }
+    return pooled
+
+
+def concurrent(
+    ctx: BenchContext, body: bytes, threads: int, per_thread: int, endpoint_name: str = ENDPOINT_NAME
+) -> dict[str, Any]:
+    """`threads` clients released together, `per_thread` calls each: the latencies and the wall time."""
     clients = [ctx.client("sagemaker-runtime") for _ in range(threads)]
     for client in clients:  # each client's connection pool and credentials are warm before the clock starts
-        _invoke_loop(client, body, 5, [])
+        _invoke_loop(client, body, 5, [], endpoint_name)
     per_thread_latencies: list[list[float]] = [[] for _ in range(threads)]
     start = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
@@ -293,7 +333,7 @@ def concurrent(ctx: BenchContext, body: bytes, threads: int, per_thread: int) ->
     def worker(index: int) -> None:
         start.wait()
         try:
-            _invoke_loop(clients[index], body, per_thread, per_thread_latencies[index])
+            _invoke_loop(clients[index], body, per_thread, per_thread_latencies[index], endpoint_name)
         except BaseException as error:  # reported below; a failed request must not pass silently
             errors.append(error)
 
@@ -307,12 +347,7 @@ def concurrent(ctx: BenchContext, body: bytes, threads: int, per_thread: int) ->
     seconds = time.perf_counter() - began
     if errors:
         raise RuntimeError(f"{len(errors)} of {threads} threads failed; first: {errors[0]!r}")
-    latencies = [value for chunk in per_thread_latencies for value in chunk]
-    return latency_summary(latencies, "invoke_ms_") | {
-        "requests": len(latencies),
-        "threads": threads,
-        "throughput_rps": round(len(latencies) / seconds, 1),
-    }
+    return {"latencies": [value for chunk in per_thread_latencies for value in chunk], "seconds": seconds}
 
 
 def signature_check(ctx: BenchContext, body: bytes) -> dict[str, Any]:
@@ -355,8 +390,14 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     log(f"concurrency 1: {ROUNDS} rounds of {FORWARD_PER_ROUND} bare forwards, {REQUESTS_PER_ROUND} InvokeEndpoint "
         f"and {REQUESTS_PER_ROUND} plain HTTP requests")  # fmt: skip
     one = interleaved(ctx, model_dir, image, body, deployed["model_environment"])
-    log(f"concurrency {CONCURRENT_THREADS}: {CONCURRENT_THREADS} threads x {REQUESTS_PER_THREAD} InvokeEndpoint")
-    eight = concurrent(ctx, body, CONCURRENT_THREADS, REQUESTS_PER_THREAD)
+    one_worker = deploy_one_worker(ctx, model_dir)
+    log(f"concurrency {CONCURRENT_THREADS}: {CONCURRENT_ROUNDS} rounds of {CONCURRENT_THREADS} threads x "
+        f"{REQUESTS_PER_THREAD} InvokeEndpoint, alternating {deployed['model_server_workers']} model-server "
+        "workers and 1")  # fmt: skip
+    pooled = concurrent_rounds(ctx, body, (ENDPOINT_NAME, ONE_WORKER_ENDPOINT))
+    eight, eight_one_worker = pooled[ENDPOINT_NAME], pooled[ONE_WORKER_ENDPOINT]
+    delete_endpoint(ctx.client("sagemaker"), ONE_WORKER_ENDPOINT)  # the rollout part updates only the first
+    ctx.facts["endpoints"].pop(ONE_WORKER_ENDPOINT, None)
     load_after = load_average()
     signatures = signature_check(ctx, body)
     forward_p50 = one["forward"]["model_forward_ms_p50"]
@@ -367,6 +408,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "concurrency_1": one["boto3"],
         "concurrency_8": eight,
         "throughput_rps": eight["throughput_rps"],
+        "model_server_workers": deployed["model_server_workers"],
+        "concurrency_8_one_worker": eight_one_worker,
+        "p99_c8_workers_to_one_worker": round(eight["invoke_ms_p99"] / eight_one_worker["invoke_ms_p99"], 2),
+        "one_worker_deploy_seconds": one_worker["deploy_seconds"],
         "overhead_ms_p50": round(one["boto3"]["invoke_ms_p50"] - forward_p50, 2),
         # Without botocore: what the local SageMaker itself adds to the forward (HTTP, routing, the worker hop,
         # PNG decode and JSON in the hooks, data capture).

@@ -164,6 +164,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "threshold": THRESHOLD,
         "pass_share_at_threshold": scored["pass_share_at_threshold"],
         "accuracy_among_passed": scored["accuracy_among_passed"],
+        "expected_calibration_error": scored["expected_calibration_error"],
         "per_class": scored["per_class"],
         # What train.py itself printed, for cross-checking the hooks' figures and its in-script timing.
         "train_script_metrics": printed,

@@ -146,6 +146,15 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "Endpoint instance type",
         "The instance behind the endpoint and the batch transform; the endpoint bills by the hour on AWS.",
     ),  # fmt: skip
+    "model_server_workers": _numeric(
+        2,
+        "integer",
+        "Model-server workers per instance",
+        "SAGEMAKER_MODEL_SERVER_WORKERS: processes per endpoint instance, each with its own copy of the model, "
+        "answering requests side by side. 2 is TorchServe's own default on the default instance (one per vCPU).",
+        minimum=1,
+        maximum=8,
+    ),  # fmt: skip
     "max_runtime_seconds": _numeric(
         3600,
         "integer",
@@ -242,6 +251,7 @@ class TrainingParams:
     members: int
     training_instance_type: str
     inference_instance_type: str
+    model_server_workers: int
     max_runtime_seconds: int
     min_accuracy: float
     confidence_threshold: float

@@ -88,6 +88,7 @@ def inference_container(plan: RunPlan, model_data_url: str) -> dict[str, Any]:
             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
             "SAGEMAKER_REGION": plan.region,
             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(plan.params.model_server_workers),
         },
     }
 

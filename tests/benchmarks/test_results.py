@@ -21,10 +21,11 @@ def complete() -> dict[str, Any]:
         "machine": {"cpus": 2},
         "model": {
             "measured_at": "2026-11-21T12:00:00+00:00",
-            "test_accuracy": 0.94,
+            "test_accuracy": 0.96,
             "train_seconds": 200.0,
             "pass_share_at_threshold": 0.85,
             "accuracy_among_passed": 0.98,
+            "expected_calibration_error": 0.031,
             "threshold": 0.93,
         },
         "endpoint": {
@@ -33,6 +34,9 @@ def complete() -> dict[str, Any]:
             "concurrency_8": {"invoke_ms_p50": 12.0, "invoke_ms_p99": 25.0},
             "throughput_rps": 600.0,
             "overhead_ms_p50": 1.5,
+            "model_server_workers": 2,
+            "concurrency_8_one_worker": {"invoke_ms_p99": 40.0},
+            "p99_c8_workers_to_one_worker": 0.62,
         },
         "workflow": {
             "execution_ms_p50": 360.0,
@@ -168,7 +172,7 @@ def test_the_writer_writes_the_table_it_returns(tmp_path: Path) -> None:
     json_path, markdown_path = tmp_path / "latest.json", tmp_path / "latest.md"
     table = results.write_results(complete(), json_path, markdown_path)
     assert markdown_path.read_text() == table + "\n"
-    assert json.loads(json_path.read_text())["model"]["test_accuracy"] == 0.94
+    assert json.loads(json_path.read_text())["model"]["test_accuracy"] == 0.96
     assert "missing" not in json.loads(json_path.read_text())
 
 
@@ -196,20 +200,23 @@ def rows_by_metric(result: dict[str, Any]) -> dict[str, tuple[str, str, str, str
 
 def test_table_judges_each_target() -> None:
     rows = rows_by_metric(complete())
-    assert rows["test accuracy"][2:] == ("0.9400", ">= 0.9300", "yes")
-    assert rows["training wall time"][2:] == ("200.0 s", "<= 180.0 s", "**no**")
+    assert rows["test accuracy"][2:] == ("0.9600", ">= 0.9500", "yes")
+    assert rows["training wall time"][2:] == ("200.0 s", "<= 120.0 s", "**no**")
+    assert rows["share of test images passing 0.93"][2:] == ("0.8500", ">= 0.8500", "yes")
+    assert rows["accuracy among them"][2:] == ("0.9800", ">= 0.9900", "**no**")
+    assert rows["expected calibration error (10 bins; must not grow)"][2:] == ("0.0310", "", "")
     assert rows["InvokeEndpoint p99, concurrency 8"][4] == "**no**"
     assert rows["overhead p50 (invoke − forward)"][4] == "yes"
     assert rows["execution p50 / no-op p50"][2:] == ("1.12×", "<= 1.20×", "yes")
     assert rows["parse `dags/a.py` (best of 5)"][4] == "yes"
     assert rows["parse `dags/b.py` (best of 5)"][2:] == ("0.400 s", "<= 0.300 s", "**no**")
-    assert rows["share of test images passing 0.93"][3:] == ("", "")  # reported, no target
+    assert rows["p99 at concurrency 8: the workers / one worker"][2:] == ("0.62×", "", "")  # reported, no target
 
 
 def test_target_on_the_limit_is_met() -> None:
     result = complete()
     result["endpoint"]["overhead_ms_p50"] = 2.0
-    result["model"]["test_accuracy"] = 0.93
+    result["model"]["test_accuracy"] = 0.95
     rows = rows_by_metric(result)
     assert rows["overhead p50 (invoke − forward)"][4] == "yes"
     assert rows["test accuracy"][4] == "yes"
@@ -235,7 +242,8 @@ def test_rendered_table_is_markdown_with_one_line_per_row() -> None:
 def test_targets_missed_lists_every_miss() -> None:
     missed = results.targets_missed(complete())
     assert missed == [
-        "model: training wall time 200.0 s (<= 180.0 s)",
+        "model: training wall time 200.0 s (<= 120.0 s)",
+        "model: accuracy among them 0.9800 (>= 0.9900)",
         "endpoint: InvokeEndpoint p99, concurrency 8 25.00 ms (<= 20.00 ms)",
         "dags: parse `dags/b.py` (best of 5) 0.400 s (<= 0.300 s)",
     ]

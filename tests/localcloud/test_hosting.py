@@ -13,6 +13,7 @@ import re
 import signal
 import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,62 @@ def test_unrunnable_image_and_broken_handlers_fail_with_reasons(deployer: Deploy
         "The primary container for production variant Primary did not pass the ping health check. "
         "Please check CloudWatch logs for this endpoint."
     )
+
+
+def test_model_server_workers_answer_side_by_side_and_a_bad_count_fails_the_endpoint(
+    deployer: Deployer, sagemaker: Any, runtime: Any, logs: Any, local_cloud: LocalCloud
+) -> None:
+    two = deployer.model("two-workers", environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    name = deployer.endpoint(deployer.config(("AllTraffic", two, 1.0)))
+    pids = worker_pids(local_cloud, name)
+    assert len(pids) == 2
+    [variant] = sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 1  # workers are processes of one instance, not instances
+
+    # An idle pool spreads requests (ties go round robin): both workers answer.
+    answered = {
+        json.loads(runtime.invoke_endpoint(EndpointName=name, Body=b"whoami", ContentType="text/plain")["Body"].read())[
+            "pid"
+        ]
+        for _ in range(6)
+    }
+    assert answered == pids
+
+    # Two slow requests at once (2 s each) go to the two workers: together they take about one's time, where a
+    # single worker answers them one after the other (4 s).
+    finished: list[float] = []
+    began = time.monotonic()
+
+    def slow() -> None:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"slow", ContentType="text/plain")
+        finished.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(finished) == 2 and max(finished) < 3.5, finished
+    deployer.delete(name)
+
+    many = deployer.model("many-workers", environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+    refused = deployer.endpoint(deployer.config(("AllTraffic", many, 1.0)), wait_for_status="Failed")
+    assert sagemaker.describe_endpoint(EndpointName=refused)["FailureReason"] == (
+        "The primary container for production variant AllTraffic did not pass the ping health check. "
+        "Please check CloudWatch logs for this endpoint."
+    )
+    group = f"/aws/sagemaker/Endpoints/{refused}"
+    [stream] = logs.describe_log_streams(logGroupName=group)["logStreams"]
+
+    def logged() -> str:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)
+        return "\n".join(e["message"] for e in events["events"])
+
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS must be a positive whole number of workers, got 'many'" in wait_for(
+        lambda: "many" in logged() and logged(), 10
+    )
+    assert worker_pids(local_cloud, refused) == set()
+    deployer.delete(refused)
 
 
 def test_update_is_blue_green_and_loses_no_request(

@@ -32,7 +32,7 @@ from tests.scones.helpers import ShellPayload, write_tar_gz
 from tests.scones.test_cifar import touch_payload, valid_members
 from tools.cifar_mirror import serve_archive
 
-SERIALIZE, CLASSIFY, FILTER = (spec.name for spec in FUNCTIONS)
+SERIALIZE, CLASSIFY, FILTER, COLLECT = (spec.name for spec in FUNCTIONS)
 
 
 # --- the endpoint ------------------------------------------------------------------------------------------
@@ -234,8 +234,16 @@ def smoke_event(workflow_run: LoggedRun) -> dict[str, str]:
         (CLASSIFY, {"statusCode": 200, "body": {"s3_bucket": BUCKET, "s3_key": "k"}}, "image_data"),
         (CLASSIFY, {"image_data": "aGk="}, "body"),
         (FILTER, {"statusCode": 200, "body": {"image_data": "aGk=", "s3_bucket": BUCKET, "s3_key": "k"}}, "inferences"),
+        (COLLECT, {"s3_bucket": BUCKET}, "prefix"),
     ],
-    ids=["serialize-no-key", "serialize-empty", "classify-no-image", "classify-bare-body", "filter-no-inferences"],
+    ids=[
+        "serialize-no-key",
+        "serialize-empty",
+        "classify-no-image",
+        "classify-bare-body",
+        "filter-no-inferences",
+        "collect-no-request",
+    ],
 )
 def test_lambda_events_missing_keys_fail_by_name_and_the_function_keeps_serving(
     aws: Clients, deployment: dict[str, Any], first_workflow_run: LoggedRun, function: str, event: dict, says: str

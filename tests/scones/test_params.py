@@ -36,6 +36,7 @@ def test_defaults_validate() -> None:
         members=2,
         training_instance_type="ml.m5.xlarge",
         inference_instance_type="ml.m5.large",
+        model_server_workers=2,
         max_runtime_seconds=3600,
         approval="auto",
         min_accuracy=0.9,
@@ -80,6 +81,7 @@ def test_overrides_and_unknown_keys() -> None:
         ("inference_instance_type", "ml.g4dn.xlarge", "'ml.g4dn.xlarge' is not one of"),
         ("min_accuracy", 1.5, "1.5 is greater than the maximum of 1"),
         ("capture_percentage", -1, "-1 is less than the minimum of 0"),
+        ("model_server_workers", 0, "0 is less than the minimum of 1"),
         ("max_runtime_seconds", 60, "60 is less than the minimum of 300"),
     ],
 )
@@ -102,7 +104,9 @@ def test_several_bad_values_are_all_named() -> None:
     assert "learning_rate" not in message and "seed" not in message
 
 
-@pytest.mark.parametrize("name", ["epochs", "batch_size", "seed", "max_runtime_seconds", "capture_percentage"])
+@pytest.mark.parametrize(
+    "name", ["epochs", "batch_size", "seed", "max_runtime_seconds", "capture_percentage", "model_server_workers"]
+)
 def test_integer_params_given_as_floats_are_rejected_or_made_ints(name: str) -> None:
     value = float(defaults()[name])
     try:

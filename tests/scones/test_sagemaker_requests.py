@@ -142,12 +142,13 @@ def test_default_hyperparameters_are_json_encoded() -> None:
 
 
 def test_model_transform_and_endpoint() -> None:
-    plan = make_plan(inference_instance_type="ml.c5.large")
+    plan = make_plan(inference_instance_type="ml.c5.large", model_server_workers=3)
     model = requests.model(plan, ARTIFACT)
     assert model["ModelName"] == NAME
     assert model["PrimaryContainer"]["ModelDataUrl"] == ARTIFACT
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_REGION"] == "us-east-1"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == "3"
     transform = requests.transform_job(plan, f"{DATA_URI}test/images/", "job-1")
     assert transform["TransformJobName"] == f"{NAME}-eval"
     assert transform["ModelName"] == NAME

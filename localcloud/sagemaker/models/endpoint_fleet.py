@@ -1,9 +1,10 @@
 """Endpoint fleets: the model-server processes behind each deployment, and their supervision.
 
 A `Fleet` is one deployment of one endpoint: a `VariantPool` of model servers per production
-variant. `FleetSupervisor` starts a fleet (download, launch, /ping), stops it (drain, terminate,
-close its log streams), records every worker's pid under kind `endpoint-processes` so a restarted
-server can kill orphans, and restarts workers that die while their fleet serves.
+variant (SAGEMAKER_MODEL_SERVER_WORKERS processes per instance). `FleetSupervisor` starts a fleet
+(download, launch, /ping), stops it (drain, terminate, close its log streams), records every
+worker's pid under kind `endpoint-processes` so a restarted server can kill orphans, and restarts
+workers that die while their fleet serves.
 
 This lives with the models, not the runners, because it writes those pid records to the store and
 reads the endpoints' routing table; the processes themselves are `runners.hosting.ModelServer`."""
@@ -28,7 +29,14 @@ from localcloud.sagemaker.exceptions import RuntimeValidationError
 from localcloud.sagemaker.models.base import Context
 from localcloud.sagemaker.runners import images
 from localcloud.sagemaker.runners.cloudwatch import LogStream
-from localcloud.sagemaker.runners.hosting import HostingError, ModelServer, WorkerFailed, log_tail, prepare_model_dir
+from localcloud.sagemaker.runners.hosting import (
+    HostingError,
+    ModelServer,
+    WorkerFailed,
+    log_tail,
+    model_server_workers,
+    prepare_model_dir,
+)
 from localcloud.sagemaker.runners.processes import kill_orphan, process_start_ticks
 
 log = logging.getLogger(__name__)
@@ -79,13 +87,16 @@ class VariantPool:
     _cursor: itertools.count = field(default_factory=itertools.count)
 
     def next_server(self) -> ModelServer | None:
-        """Round robin over the instances whose process is up."""
+        """The least busy worker process that is up, over every instance's workers (a model server gives a
+        request to a free worker); ties go round robin, so an idle pool spreads its requests."""
         start = next(self._cursor)
-        for offset in range(len(self.servers)):
-            server = self.servers[(start + offset) % len(self.servers)]
-            if server.alive() and not server.retired:
-                return server
-        return None
+        count = len(self.servers)
+        best: ModelServer | None = None
+        for offset in range(count):
+            server = self.servers[(start + offset) % count]
+            if server.alive() and not server.retired and (best is None or server.in_flight < best.in_flight):
+                best = server
+        return best
 
 
 @dataclass
@@ -163,21 +174,29 @@ class FleetSupervisor:
                 model_dir.mkdir(parents=True, exist_ok=True)
         except (images.UnsupportedImage, HostingError) as error:
             raise DeployFailed(getattr(error, "reason", str(error))) from error
+        try:
+            workers, refusal = model_server_workers(spec.Environment), ""
+        except WorkerFailed as error:
+            workers, refusal = 0, error.reason
         for index in range(spec.InstanceCount):
             group, instance = f"{LOG_GROUP_PREFIX}/{name}", f"{spec.VariantName}/i-{uuid.uuid4().hex[:17]}"
             stream = LogStream(self.ctx.client("logs"), group, instance)
             pool.log_streams.append(stream)
-            log_path = variant_dir / f"instance-{index}.log"
-            launch = functools.partial(
-                ModelServer.launch,
-                python=python,
-                model_dir=model_dir,
-                environment=spec.Environment,
-                log_path=log_path,
-                log_sink=stream.write,
-                endpoint_url=self.ctx.ministack_url,  # the model's boto3 reaches this MiniStack, never real AWS
-            )
-            pool.servers.append(self._register(name, launch))
+            if refusal:  # the model server does not start: the instance's log says why, the endpoint Fails
+                stream.write(f"{refusal}\n")
+                raise DeployFailed(ping_failure(spec.VariantName))
+            for worker in range(workers):  # an instance's workers share its log stream, as in one container
+                log_path = variant_dir / (f"instance-{index}.log" if workers == 1 else f"instance-{index}-{worker}.log")
+                launch = functools.partial(
+                    ModelServer.launch,
+                    python=python,
+                    model_dir=model_dir,
+                    environment=spec.Environment,
+                    log_path=log_path,
+                    log_sink=stream.write,
+                    endpoint_url=self.ctx.ministack_url,  # the model's boto3 reaches this MiniStack, never real AWS
+                )
+                pool.servers.append(self._register(name, launch))
 
     @staticmethod
     def _wait_healthy(pool: VariantPool) -> None:

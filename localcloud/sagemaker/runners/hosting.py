@@ -1,5 +1,5 @@
-"""Model servers: one `serving_worker.py` process per endpoint instance (or transform worker),
-serving one extracted model directory on a free 127.0.0.1 port.
+"""Model servers: `serving_worker.py` processes, each serving one extracted model directory on a free 127.0.0.1
+port: SAGEMAKER_MODEL_SERVER_WORKERS of them per endpoint instance (one by default), one per transform job.
 
 Owns the process life cycle (launch, /ping health, respawn, drain-then-stop) and the HTTP hop
 from the local SageMaker to the worker. Knows nothing about endpoints, routing or the store:
@@ -133,6 +133,27 @@ WORKER_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1"}
 TUNING_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+# The serving toolkit's knob for model-server workers per instance (`sagemaker_inference.parameters`
+# MODEL_SERVER_WORKERS_ENV, which the PyTorch container hands TorchServe as `default_workers_per_model`). Each
+# worker is a process with its own copy of the model that answers one request at a time, and the model server
+# gives each request to a free worker. TorchServe's default is one worker per vCPU; here every endpoint shares
+# this machine's cores with everything else, so a model gets one unless its Environment asks for more.
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+DEFAULT_MODEL_SERVER_WORKERS = 1
+
+
+def model_server_workers(environment: Mapping[str, str]) -> int:
+    """How many worker processes a model's `Environment` asks for per instance. WorkerFailed for a value that is
+    not a positive whole number: the real model server does not start with one, so the instance never passes
+    /ping (the caller reports it so)."""
+    raw = (environment.get(MODEL_SERVER_WORKERS_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_MODEL_SERVER_WORKERS
+    if not raw.isdigit() or int(raw) < 1:
+        raise WorkerFailed(f"{MODEL_SERVER_WORKERS_ENV} must be a positive whole number of workers, got {raw!r}")
+    return int(raw)
+
+
 def worker_environment(environment: Mapping[str, str], python: Path, endpoint_url: str) -> dict[str, str]:
     """The environment a model server process starts with: a container's basics, the serving defaults, the tuning
     knobs of `make up`, the model's `Environment`, then the local cloud's endpoint and dummy keys, as a training
@@ -200,6 +221,11 @@ class ModelServer:
     @property
     def retired(self) -> bool:
         return self._retired
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to this worker and not yet answered (a routing hint: read without the lock)."""
+        return self._in_flight
 
     @classmethod
     def launch(
@@ -418,5 +444,6 @@ __all__ = [
     "WorkerTimeout",
     "WorkerUnavailable",
     "log_tail",
+    "model_server_workers",
     "prepare_model_dir",
 ]

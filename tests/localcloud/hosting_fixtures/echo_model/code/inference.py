@@ -1,6 +1,7 @@
 """Test model in pure Python: `model.json` at the archive root names the model; the body
 `boom` makes input_fn raise, so the container answers 500; the body `slow` takes 2 s to answer
-(a request surely in flight when its worker dies); LOAD_DELAY_S slows model_fn down."""
+(a request surely in flight when its worker dies); the body `whoami` answers the worker's pid; LOAD_DELAY_S
+slows model_fn down."""
 
 import json
 import os
@@ -19,6 +20,8 @@ def input_fn(request_body, content_type):
         raise ValueError("boom: this model refuses the input")
     if raw == b"slow":
         time.sleep(2.0)
+    if raw == b"whoami":
+        return {"pid": os.getpid()}
     return {
         "text": raw[:64].decode("utf-8", "replace"),
         "received_type": type(request_body).__name__,
