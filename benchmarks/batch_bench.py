@@ -92,7 +92,22 @@ def run_map(ctx: BenchContext, machine_arn: str, prefix: str, count: int, tag: s
         raise RuntimeError(f"the map classified {summary.images} images with {summary.errors} errors, not {count}")
     engine = (description["stopDate"] - description["startDate"]).total_seconds()
     return {"images": count, "seconds": round(seconds, 2), "engine_seconds": round(engine, 2),
+            "collect_seconds": collect_seconds(sfn, arn),
             "images_per_second": round(count / seconds, 1), "routed": summary.routed}  # fmt: skip
+
+
+def collect_seconds(sfn: Any, execution_arn: str) -> float | None:
+    """How long the parent's CollectResults state ran (entered to exited, from the Standard execution's history):
+    reading the ResultWriter's files and writing results.jsonl and the summary."""
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    times = {
+        event["type"]: event["timestamp"]
+        for event in events
+        for details in (event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {},)
+        if details.get("name") == "CollectResults"
+    }
+    entered, exited = times.get("TaskStateEntered"), times.get("TaskStateExited")
+    return round((exited - entered).total_seconds(), 3) if entered and exited else None
 
 
 def run_transform(ctx: BenchContext, model_name: str, prefix: str, count: int, tag: str) -> dict[str, Any]:
