@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,17 +74,23 @@ def upload_images(ctx: BenchContext, count: int) -> str:
     return prefix
 
 
+def finished(describe: Callable[[], dict[str, Any]], field: str, busy: str, what: str) -> dict[str, Any]:
+    """Poll `describe` every POLL_S until its `field` is no longer `busy`; TimeoutError after TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while (description := describe())[field] == busy:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {busy} after {TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+    return description
+
+
 def run_map(ctx: BenchContext, machine_arn: str, prefix: str, count: int, tag: str) -> dict[str, Any]:
     sfn = ctx.client("stepfunctions")
     request = BatchRequest(s3_bucket=BUCKET, prefix=prefix, results_prefix=f"{PREFIX}-results/{tag}",
                            latest_key=f"{PREFIX}-results/latest.json", classes=tuple(model_bench.CLASSES))  # fmt: skip
     began = time.perf_counter()
     arn = sfn.start_execution(stateMachineArn=machine_arn, input=request.to_json())["executionArn"]
-    deadline = time.monotonic() + TIMEOUT_S
-    while (description := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"batch execution {arn} still RUNNING after {TIMEOUT_S:.0f} s")
-        time.sleep(POLL_S)
+    description = finished(lambda: sfn.describe_execution(executionArn=arn), "status", "RUNNING", f"execution {arn}")
     seconds = time.perf_counter() - began
     if description["status"] != "SUCCEEDED":
         raise RuntimeError(f"batch execution {arn} {description['status']}: {description.get('cause')}")
@@ -119,13 +126,9 @@ def run_transform(ctx: BenchContext, model_name: str, prefix: str, count: int, t
     request["TransformOutput"] = dict(request["TransformOutput"], S3OutputPath=output)
     began = time.perf_counter()
     sagemaker.create_transform_job(**request)
-    deadline = time.monotonic() + TIMEOUT_S
-    while (job := sagemaker.describe_transform_job(TransformJobName=request["TransformJobName"]))[
-        "TransformJobStatus"
-    ] == "InProgress":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"transform job {request['TransformJobName']} still InProgress after {TIMEOUT_S:.0f} s")
-        time.sleep(POLL_S)
+    name = request["TransformJobName"]
+    job = finished(lambda: sagemaker.describe_transform_job(TransformJobName=name), "TransformJobStatus",
+                   "InProgress", f"transform job {name}")  # fmt: skip
     seconds = time.perf_counter() - began
     if job["TransformJobStatus"] != "Completed":
         raise RuntimeError(f"transform job {request['TransformJobName']}: {job.get('FailureReason')}")
