@@ -28,7 +28,11 @@ $(VENV_MINISTACK)/.installed: localcloud/ministack/requirements.txt localcloud/m
 		$(wildcard localcloud/ministack/patches/*.patch)
 	test -x $(VENV_MINISTACK)/bin/python || $(PYTHON) -m venv $(VENV_MINISTACK)
 	$(VENV_MINISTACK)/bin/python -m pip install -q -r localcloud/ministack/requirements.txt
-	$(VENV_MINISTACK)/bin/python -m localcloud.ministack.patch
+	@# A patch changed since this checkout applied it: start again from the pristine pinned package.
+	$(VENV_MINISTACK)/bin/python -m localcloud.ministack.patch || { \
+		$(VENV_MINISTACK)/bin/python -m pip install -q --force-reinstall --no-deps \
+			"$$(grep '^ministack==' localcloud/ministack/requirements.txt)" && \
+		$(VENV_MINISTACK)/bin/python -m localcloud.ministack.patch; }
 	touch $@
 
 $(VENV_PYTORCH)/.installed: localcloud/sagemaker/requirements-pytorch.txt

@@ -2,8 +2,9 @@
 ### Scones Unlimited: the serverless inference workflow and its monitoring report
 
 Deploys three Lambdas (serialize an S3 image → classify it on the endpoint → drop inferences below the
-confidence threshold) chained by a Step Functions state machine, and the batch machine that runs them over every
-image under an S3 prefix (a Distributed Map, with a fourth Lambda that collects the results;
+confidence threshold) chained by a Step Functions **Express** state machine, the per-image path (a caller runs
+one image with `StartSyncExecution` and gets its end in the answer), and the Standard batch machine that runs
+them over every image under an S3 prefix (a Distributed Map, with a fourth Lambda that collects the results;
 `scones_batch_classification` starts it). It proves the per-image machine with smoke executions on test images,
 and turns the endpoint's captured traffic into a monitoring report (PNG charts, HTML, JSON) under
 `s3://<bucket>/monitoring/<timestamp>/` and `monitoring/latest/`, shown in the UI under **Scones monitoring**.
@@ -12,8 +13,8 @@ and turns the endpoint's captured traffic into a monitoring report (PNG charts, 
 |---|---|
 | Plan | `plan`: the live version from the Model Registry (fails clearly if nothing is deployed yet) |
 | Deploy | `deploy_lambdas` → `deploy_state_machine`, `deploy_batch_state_machine`: created if missing, updated only |
-| | when code or settings change |
-| Smoke | `pick_smoke_images` → `start_smoke_execution` (mapped) → `wait_for_smoke_executions` → `check_…` |
+| | when code or settings change (a machine of the other type is replaced) |
+| Smoke | `pick_smoke_images` → `run_smoke_execution` (mapped, `StartSyncExecution`) → `check_smoke_executions` |
 | Monitor | `monitoring_report` (captures since the last report, and the latest batch run; queues the filtered |
 | | ones for review) → `request_retraining` (an alert updates Asset `scones_retraining_requested`) → |
 | | `check_alerts` (fails on one) |
@@ -26,8 +27,7 @@ connection differs.
 
 from __future__ import annotations
 
-from airflow.providers.amazon.aws.operators.step_function import StepFunctionStartExecutionOperator
-from airflow.sdk import Asset, AssetOrTimeSchedule, PokeReturnValue, TaskGroup, chain, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, TaskGroup, chain, dag, task
 
 from include.scones.dag_defaults import DEFAULT_ARGS, START_DATE, stage
 from include.scones.settings import ENDPOINT_ASSET_NAME, RETRAINING_ASSET_NAME, parse_time
@@ -88,7 +88,8 @@ def deploy_lambdas(workflow_plan: dict) -> dict:
 
 @task
 def deploy_state_machine(workflow_plan: dict, functions: dict) -> str:
-    """Create or update the state machine from include/scones/state_machine.asl.json."""
+    """Create or update the Express machine from include/scones/state_machine.asl.json (a Standard one of the
+    same name, from before the per-image path was Express, is replaced)."""
     from include.scones import airflow_runtime, state_machine_deploy
     from include.scones.records import WorkflowPlan
 
@@ -98,6 +99,8 @@ def deploy_state_machine(workflow_plan: dict, functions: dict) -> str:
         state_machine_deploy.STATE_MACHINE_NAME,
         definition,
         WorkflowPlan.from_xcom(workflow_plan).states_role_arn,
+        machine_type=state_machine_deploy.STATE_MACHINE_TYPE,
+        replace_other_type=True,
     )
     return machine["arn"]
 
@@ -113,6 +116,7 @@ def deploy_batch_state_machine(workflow_plan: dict, functions: dict) -> str:
         state_machine_deploy.BATCH_STATE_MACHINE_NAME,
         state_machine_deploy.render_batch_definition(functions),
         WorkflowPlan.from_xcom(workflow_plan).states_role_arn,
+        machine_type=state_machine_deploy.BATCH_STATE_MACHINE_TYPE,
     )
     return machine["arn"]
 
@@ -127,36 +131,28 @@ def pick_smoke_images(workflow_plan: dict) -> list[dict]:
 
 
 @task
-def execution_input(image: dict) -> dict:
-    from include.scones.state_machine_deploy import execution_input
+def run_smoke_execution(state_machine_arn: str, image: dict) -> dict:
+    """One test image through the Express machine with StartSyncExecution: the answer is the execution's end
+    (status, error, cause, output), the only record Express keeps. A low-confidence end is an answer too."""
+    from include.scones import airflow_runtime, state_machine_deploy
 
-    return execution_input(image["s3_bucket"], image["s3_key"])
-
-
-@task.sensor(poke_interval=PARSE_TIME.poll_seconds, timeout=900, mode="poke")
-def wait_for_smoke_executions(execution_arns: list[str]) -> PokeReturnValue:
-    """Done when no execution is RUNNING (a low-confidence end is FAILED by design, so the stock sensor won't do)."""
-    from include.scones import airflow_runtime
-
-    client = airflow_runtime.step_functions()
-    # A slice reads the mapped XComs in one request; iterating them asks past the end and logs "XCom not found".
-    statuses = [client.describe_execution(executionArn=arn)["status"] for arn in execution_arns[:]]
-    return PokeReturnValue(is_done="RUNNING" not in statuses)
+    payload = state_machine_deploy.execution_input(image["s3_bucket"], image["s3_key"])
+    return state_machine_deploy.run_sync_execution(airflow_runtime.express_step_functions(), state_machine_arn, payload)
 
 
 @task
-def check_smoke_executions(workflow_plan: dict, images: list[dict], execution_arns: list[str]) -> list[dict]:
+def check_smoke_executions(workflow_plan: dict, images: list[dict], executions: list[dict]) -> list[dict]:
     """Each execution SUCCEEDED or ended in the low-confidence state exactly as the threshold says."""
     from dataclasses import asdict
 
-    from include.scones import airflow_runtime, smoke
+    from include.scones import smoke
     from include.scones.records import WorkflowPlan
 
-    client = airflow_runtime.step_functions()
     deployment = WorkflowPlan.from_xcom(workflow_plan).deployment
+    # A slice reads the mapped XComs in one request; iterating them asks past the end and logs "XCom not found".
     outcomes = [
-        smoke.judge_execution(client.describe_execution(executionArn=arn), image, list(deployment.classes))
-        for arn, image in zip(execution_arns[:], images, strict=True)
+        smoke.judge_execution(ended, image, list(deployment.classes))
+        for ended, image in zip(executions[:], images, strict=True)
     ]
     print(smoke.outcome_table(outcomes))
     smoke.check_outcomes(outcomes, deployment.confidence_threshold)
@@ -247,19 +243,16 @@ def scones_inference_workflow() -> None:
         state_machine_arn = deploy_state_machine(workflow_plan, functions)
         deploy_batch_state_machine(workflow_plan, functions)
 
-    with TaskGroup(**stage("Smoke", "Test images through the state machine, judged against the threshold")):
+    with TaskGroup(**stage("Smoke", "Test images through the Express machine, judged against the threshold")):
         images = pick_smoke_images(workflow_plan)
-        started = StepFunctionStartExecutionOperator.partial(
-            task_id="start_smoke_execution", state_machine_arn=state_machine_arn, aws_conn_id=PARSE_TIME.aws_conn_id
-        ).expand(state_machine_input=execution_input.expand(image=images))
-        waited = wait_for_smoke_executions(started.output)
-        checked = check_smoke_executions(workflow_plan, images, started.output)
+        executions = run_smoke_execution.partial(state_machine_arn=state_machine_arn).expand(image=images)
+        checked = check_smoke_executions(workflow_plan, images, executions)
 
     with TaskGroup(**stage("Monitor", "Captured traffic → charts, drift, review queue, alerts → retraining")):
         report = monitoring_report(workflow_plan)
         chain(report, request_retraining(report), check_alerts(report))
 
-    chain(waited, checked, report)
+    chain(checked, report)
 
 
 scones_inference_workflow()

@@ -207,6 +207,9 @@ def connection_uri_json(cfg: LocalCloudConfig) -> str:
         "region_name": REGION,
         "endpoint_url": cfg.ministack_url,
         "service_config": {"sagemaker": sagemaker, "sagemaker-runtime": sagemaker},
+        # botocore sends StartSyncExecution to `sync-<endpoint host>` (AWS's sync-states endpoint); the local
+        # cloud has one host for every service.
+        "config_kwargs": {"inject_host_prefix": False},
     }
     connection = {"conn_type": "aws", "login": keys.access_key_id, "password": keys.secret_access_key, "extra": extra}
     return json.dumps(connection)
@@ -223,6 +226,7 @@ def environment(cfg: LocalCloudConfig) -> dict[str, str]:
         "AWS_ENDPOINT_URL": cfg.ministack_url,
         "AWS_ENDPOINT_URL_SAGEMAKER": cfg.sagemaker_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": cfg.sagemaker_url,
+        "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",  # the connection's inject_host_prefix: false, for plain boto3
         "LOCALCLOUD_HOME": str(cfg.home),
     }
 

@@ -51,3 +51,16 @@ def step_functions() -> Any:
     from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
     return StepFunctionHook(aws_conn_id=aws_conn_id()).conn
+
+
+def express_step_functions() -> Any:
+    """A Step Functions client for StartSyncExecution: the connection's botocore config (a local one turns off
+    the `sync-` host prefix) with a read timeout that outlasts an Express execution."""
+    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+    from botocore.config import Config
+
+    from include.scones.state_machine_deploy import SYNC_READ_TIMEOUT_S
+
+    timeout = Config(read_timeout=SYNC_READ_TIMEOUT_S)
+    configured = StepFunctionHook(aws_conn_id=aws_conn_id()).conn_config.botocore_config
+    return StepFunctionHook(aws_conn_id=aws_conn_id(), config=configured.merge(timeout) if configured else timeout).conn

@@ -1,14 +1,15 @@
 """Smoke executions of the workflow: pick test images, judge each execution against the confidence threshold.
 
 A low-confidence image ends its execution FAILED with `ThresholdConfidenceNotMet` by design (the filter Lambda
-raises it), so judging reads each execution's status, error and cause rather than trusting SUCCEEDED alone.
+raises it), so judging reads each execution's status, error and cause rather than trusting SUCCEEDED alone. The
+end judged is StartSyncExecution's answer (the per-image machine is Express, which keeps no history); a
+DescribeExecution of a Standard execution has the same fields and is judged the same way.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -118,17 +119,3 @@ def check_outcomes(outcomes: list[Outcome], threshold: float) -> None:
             problems.append(f"{o.s3_key}: {o.status} with confidence {o.confidence} at threshold {threshold}")
     if problems:
         raise RuntimeError(f"{len(problems)} smoke execution(s) went wrong: " + "; ".join(problems))
-
-
-def wait_for_executions(
-    client: Any, arns: list[str], timeout_s: float, poll_s: float, sleep: Callable[[float], None] = time.sleep
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        descriptions = [client.describe_execution(executionArn=arn) for arn in arns]
-        running = [d["executionArn"] for d in descriptions if d["status"] == "RUNNING"]
-        if not running:
-            return descriptions
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(running)} execution(s) still running after {timeout_s:.0f} s: {running[:3]}")
-        sleep(poll_s)

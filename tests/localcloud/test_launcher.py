@@ -42,8 +42,11 @@ def test_connection_points_sagemaker_services_at_the_local_sagemaker(tmp_path: P
         "sagemaker": {"endpoint_url": "http://127.0.0.1:5002"},
         "sagemaker-runtime": {"endpoint_url": "http://127.0.0.1:5002"},
     }
+    # StartSyncExecution's `sync-` host prefix would turn 127.0.0.1 into a host that does not resolve.
+    assert connection["extra"]["config_kwargs"] == {"inject_host_prefix": False}
     env_text = launcher.write_env_file(cfg).read_text()
     assert "export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:5002" in env_text
+    assert "export AWS_DISABLE_HOST_PREFIX_INJECTION=true" in env_text
 
 
 @pytest.mark.e2e

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from localcloud.config import PROJECT_ROOT, LocalCloudConfig
+from localcloud.config import ACCOUNT_ID, PROJECT_ROOT, LocalCloudConfig
 from localcloud.ministack import patch
 from tests.lambdas.helpers import deploy, lambda_zip, zip_of
 from tests.localcloud.helpers import wait_for
@@ -431,6 +431,35 @@ def test_start_sync_execution_runs_express_machines_only(local_cloud: Any) -> No
 
     ran = sfn.start_sync_execution(stateMachineArn=express, input='{"a": 1}')
     assert (ran["status"], json.loads(ran["output"])) == ("SUCCEEDED", {"a": 1})
+
+
+FAIL_MACHINE = {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "Nope", "Cause": "by design"}}}
+
+
+@pytest.mark.e2e
+def test_an_express_execution_is_answered_and_kept_nowhere(local_cloud: Any) -> None:
+    """stepfunctions-sync-express.patch: an Express execution has AWS's express ARN, its answer is the only
+    record (no DescribeExecution, history or listing of it, as on AWS; unpatched MiniStack keeps and answers
+    them), and a failed one carries error and cause but no output."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    sfn = local_cloud.client("stepfunctions", config=Config(inject_host_prefix=False))
+    passing, failing = create_machine(sfn, PASS_MACHINE, "EXPRESS"), create_machine(sfn, FAIL_MACHINE, "EXPRESS")
+    name = passing.rsplit(":", 1)[1]
+
+    ran = sfn.start_sync_execution(stateMachineArn=passing, name="one", input="{}")
+    assert ran["executionArn"].startswith(f"arn:aws:states:us-east-1:{ACCOUNT_ID}:express:{name}:one:")
+    failed = sfn.start_sync_execution(stateMachineArn=failing, input="{}")
+    assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "Nope", "by design")
+    assert "output" not in failed
+
+    for call in (sfn.describe_execution, sfn.get_execution_history):
+        for execution in (ran, failed):
+            with pytest.raises(ClientError) as refused:
+                call(executionArn=execution["executionArn"])
+            assert refused.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
+    assert sfn.list_executions(stateMachineArn=passing)["executions"] == []
 
 
 def distributed_map(result_writer: dict[str, Any]) -> dict[str, Any]:

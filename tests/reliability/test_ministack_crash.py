@@ -30,7 +30,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include.scones.lambda_deploy import FUNCTIONS, LAMBDAS_DIR, code_sha256, deploy_functions, lambda_zip
-from include.scones.state_machine_deploy import STATE_MACHINE_NAME, ensure_state_machine, render_definition
+from include.scones.state_machine_deploy import (
+    STATE_MACHINE_NAME,
+    STATE_MACHINE_TYPE,
+    ensure_state_machine,
+    render_definition,
+)
 from localcloud import launcher
 from tests.conftest import LocalCloud, running_local_cloud
 from tests.reliability import faults
@@ -280,7 +285,9 @@ def test_kill_9_during_a_deploy_loses_no_acknowledged_write(own_cloud: LocalClou
     def state_machine(comment: str) -> Callable[[], None]:
         def ensure() -> None:
             definition = json.loads(render_definition(functions)) | {"Comment": comment}
-            ensure_state_machine(sfn, STATE_MACHINE_NAME, json.dumps(definition), roles[STATES_ROLE])
+            ensure_state_machine(
+                sfn, STATE_MACHINE_NAME, json.dumps(definition), roles[STATES_ROLE], STATE_MACHINE_TYPE
+            )
 
         return ensure
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from include.scones import state_machine as sm
+from include.scones.state_machine_deploy import STATE_MACHINE_TYPE
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
 from tests.lambdas.helpers import deploy, lambda_zip, png
 from tests.localcloud.helpers import wait_for
@@ -309,13 +310,20 @@ def functions(local_cloud: Any, endpoint: str) -> dict[str, str]:
     }
 
 
-def create_machine(sfn: Any, template: str, functions: dict[str, str]) -> str:
+def create_machine(sfn: Any, template: str, functions: dict[str, str], machine_type: str = "STANDARD") -> str:
     wanted = sm.placeholders(template)
     return str(sfn.create_state_machine(
         name=f"scones-inference-{uuid.uuid4().hex[:8]}",
         definition=sm.render({p: arn for p, arn in functions.items() if p in wanted}, template),
         roleArn=STATES_ROLE_ARN,
+        type=machine_type,
     )["stateMachineArn"])  # fmt: skip
+
+
+def gist(cause: str) -> tuple[Any, Any]:
+    """What an execution's cause says, less the invocation's own request id and stack: (inferences, message)."""
+    parsed = json.loads(cause)
+    return parsed.get("inferences"), (parsed.get("cause") or parsed).get("errorMessage")
 
 
 @pytest.mark.e2e
@@ -349,6 +357,25 @@ def test_the_workflow_runs_on_the_local_cloud(local_cloud: Any, s3: Any, endpoin
     done, events = run_execution(sfn, machine, {"s3_bucket": bucket, "s3_key": "test/missing.png"})
     assert (done["status"], done["error"]) == ("FAILED", "ImageNotFound"), done
     assert "LowConfidenceInference" not in json.dumps(events, default=str)
+
+    # The project runs the template as an Express machine: StartSyncExecution answers each image with the end
+    # that the Standard execution above described (its ARN is AWS's Express form).
+    express = create_machine(sfn, sm.template_text(), functions, STATE_MACHINE_TYPE)
+    for key, ended in (
+        ("confident", "SUCCEEDED"),
+        ("uncertain", "ThresholdConfidenceNotMet"),
+        ("missing", "ImageNotFound"),
+    ):
+        request = {"s3_bucket": bucket, "s3_key": f"test/{key}.png"}
+        standard, _ = run_execution(sfn, machine, request)
+        answer = sfn.start_sync_execution(stateMachineArn=express, input=json.dumps(request))
+        assert answer.get("error", answer["status"]) == standard.get("error", standard["status"]) == ended
+        assert answer["status"] == standard["status"], key
+        if ended == "SUCCEEDED":
+            assert json.loads(answer["output"]) == json.loads(standard["output"])
+        else:  # AWS: no output unless the execution succeeded
+            assert "output" not in answer and gist(answer["cause"]) == gist(standard["cause"]), key
+        assert ":express:" in answer["executionArn"]
     assert time.monotonic() - started < 60
 
 

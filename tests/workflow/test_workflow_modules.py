@@ -13,6 +13,7 @@ import json
 import os
 import re
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from include.scones import smoke, state_machine
+from include.scones import smoke, state_machine, state_machine_deploy
 from include.scones.lambda_deploy import (
     FUNCTIONS,
     LAMBDAS_DIR,
@@ -30,7 +31,7 @@ from include.scones.lambda_deploy import (
     ensure_function,
     lambda_zip,
 )
-from include.scones.smoke import Outcome, check_outcomes, judge_execution, pick_smoke_images, wait_for_executions
+from include.scones.smoke import Outcome, check_outcomes, judge_execution, pick_smoke_images
 from include.scones.state_machine_deploy import ensure_state_machine, render_batch_definition, render_definition
 
 ROLE = "arn:aws:iam::000000000000:role/scones-lambda"
@@ -734,64 +735,110 @@ def test_outcome_table_has_a_row_per_outcome() -> None:
     assert second.split() == ["k2", "bicycle", "-", "-", "ABORTED"]
 
 
-# --- wait_for_executions -----------------------------------------------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
+# --- replacing a machine of the other type; StartSyncExecution's answer ------------------------------------
+class Deleting(FakeStepFunctions):
+    """delete_state_machine leaves the machine DELETING for `describes_while_deleting` describes (AWS keeps a
+    Standard machine until its running executions end), then it does not exist."""
 
-    def monotonic(self) -> float:
-        return self.now
+    class StateMachineDoesNotExist(Exception):
+        pass
 
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+    exceptions = SimpleNamespace(StateMachineDoesNotExist=StateMachineDoesNotExist)
 
+    def __init__(self, pages: list[list[dict[str, str]]], described: dict[str, Any], describes_while_deleting: int):
+        super().__init__(pages, described)
+        self.deleting: int | None = None
+        self.describes_while_deleting = describes_while_deleting
 
-class FinishingExecutions:
-    """describe_execution reports RUNNING until an execution has been described `finish_on[arn]` times."""
+    def delete_state_machine(self, stateMachineArn: str) -> dict[str, str]:  # noqa: N803
+        self.calls.append(("delete_state_machine", {"stateMachineArn": stateMachineArn}))
+        self.deleting = self.describes_while_deleting
+        return {}
 
-    def __init__(self, finish_on: dict[str, int], final: str = "SUCCEEDED") -> None:
-        self.finish_on, self.final = finish_on, final
-        self.described: dict[str, int] = dict.fromkeys(finish_on, 0)
-
-    def describe_execution(self, executionArn: str) -> dict[str, str]:
-        self.described[executionArn] += 1
-        done = self.described[executionArn] >= self.finish_on[executionArn]
-        return {"executionArn": executionArn, "status": self.final if done else "RUNNING"}
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(smoke, "time", SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
-    return fake
+    def describe_state_machine(self, stateMachineArn: str) -> dict[str, Any]:  # noqa: N803
+        if self.deleting is None:
+            return super().describe_state_machine(stateMachineArn)
+        self.calls.append(("describe_state_machine", {"stateMachineArn": stateMachineArn}))
+        if self.deleting == 0:
+            raise self.StateMachineDoesNotExist(stateMachineArn)
+        self.deleting -= 1
+        return {"stateMachineArn": stateMachineArn, "status": "DELETING"}
 
 
-def test_wait_for_executions_polls_until_none_is_running(clock: FakeClock) -> None:
-    client = FinishingExecutions({"arn:b": 4, "arn:a": 2})
-    descriptions = wait_for_executions(client, ["arn:a", "arn:b"], timeout_s=60, poll_s=5, sleep=clock.sleep)
-    assert descriptions == [
-        {"executionArn": "arn:a", "status": "SUCCEEDED"},
-        {"executionArn": "arn:b", "status": "SUCCEEDED"},
-    ]
-    assert clock.sleeps == [5, 5, 5]
-    assert client.described == {"arn:a": 4, "arn:b": 4}
+def test_ensure_state_machine_replaces_a_standard_machine_once_it_is_gone() -> None:
+    sleeps: list[float] = []
+    standing = {"definition": DEFINITION, "roleArn": SFN_ROLE, "type": "STANDARD"}
+    client = Deleting(PAGES, standing, describes_while_deleting=2)
+    replaced = ensure_state_machine(
+        client, MACHINE, DEFINITION, SFN_ROLE, "EXPRESS", replace_other_type=True, sleep=sleeps.append
+    )
+    assert replaced == {"arn": MACHINE_ARN, "action": "replaced"}
+    assert [name for name, _ in client.calls] == [
+        "describe_state_machine", "delete_state_machine",
+        "describe_state_machine", "describe_state_machine", "describe_state_machine",  # DELETING twice, then gone
+        "create_state_machine",
+    ]  # fmt: skip
+    assert client.calls[-1][1] == {"name": MACHINE, "definition": DEFINITION, "roleArn": SFN_ROLE, "type": "EXPRESS"}
+    assert sleeps == [2.0, 2.0]
 
 
-def test_wait_for_executions_returns_at_once_when_all_have_ended(clock: FakeClock) -> None:
-    client = FinishingExecutions({"arn:a": 1}, final="FAILED")
-    assert wait_for_executions(client, ["arn:a"], 60, 5, sleep=clock.sleep) == [
-        {"executionArn": "arn:a", "status": "FAILED"}
-    ]
-    assert wait_for_executions(client, [], 60, 5, sleep=clock.sleep) == []
-    assert clock.sleeps == []
+def test_ensure_state_machine_leaves_a_machine_of_the_right_type_to_the_usual_rules() -> None:
+    express = {"definition": DEFINITION, "roleArn": SFN_ROLE, "type": "EXPRESS"}
+    client = Deleting(PAGES, express, describes_while_deleting=0)
+    assert ensure_state_machine(client, MACHINE, DEFINITION, SFN_ROLE, "EXPRESS", replace_other_type=True) == {
+        "arn": MACHINE_ARN, "action": "unchanged"
+    }  # fmt: skip
+    assert [name for name, _ in client.calls] == ["describe_state_machine"]
 
 
-def test_wait_for_executions_times_out_naming_the_running_count(clock: FakeClock) -> None:
-    arns = [f"arn:{n}" for n in range(5)]
-    client = FinishingExecutions(dict.fromkeys(arns, 1_000) | {"arn:0": 1})
-    with pytest.raises(TimeoutError) as raised:
-        wait_for_executions(client, arns, timeout_s=10, poll_s=4, sleep=clock.sleep)
-    assert str(raised.value) == "4 execution(s) still running after 10 s: ['arn:1', 'arn:2', 'arn:3']"
-    assert clock.sleeps == [4, 4, 4]  # polled at 0, 4, 8 and 12 s; 12 s is past the deadline
+def test_delete_state_machine_times_out_naming_the_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(state_machine_deploy.time, "monotonic", lambda: now[0])
+    client = Deleting(PAGES, {}, describes_while_deleting=1_000)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(TimeoutError, match=f"state machine {MACHINE_ARN} still DELETING after 10 s"):
+        state_machine_deploy.delete_state_machine(client, MACHINE_ARN, timeout_s=10, poll_s=4, sleep=sleep)
+    assert now[0] == 12  # described at 0, 4, 8 and 12 s; 12 s is past the deadline
+
+
+SUCCEEDED_OUTPUT = json.dumps({"statusCode": 200, "body": {"inferences": [0.97, 0.03]}})
+
+
+class SyncAnswers:
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.calls: list[dict[str, Any]] = []
+
+    def start_sync_execution(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"status": "SUCCEEDED", "output": SUCCEEDED_OUTPUT}, {"status": "SUCCEEDED", "output": SUCCEEDED_OUTPUT}),
+        ({"status": "FAILED", "error": "ThresholdConfidenceNotMet", "cause": "{}"},
+         {"status": "FAILED", "error": "ThresholdConfidenceNotMet", "cause": "{}"}),
+        ({"status": "TIMED_OUT"}, {"status": "TIMED_OUT"}),
+    ],
+    ids=["succeeded", "low-confidence", "timed-out"],
+)  # fmt: skip
+def test_run_sync_execution_returns_the_end_json_safe(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    started = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    arn = "arn:aws:states:us-east-1:000000000000:express:scones-image-classification:n:id"
+    client = SyncAnswers({"executionArn": arn, "startDate": started, "stopDate": started + timedelta(milliseconds=17.5),
+                          "billingDetails": {"billedDurationInMilliseconds": 100}, **fields})  # fmt: skip
+    ended = state_machine_deploy.run_sync_execution(client, MACHINE_ARN, {"s3_bucket": "b", "s3_key": "k.png"})
+    assert ended == {"executionArn": arn, "status": None, "error": None, "cause": None, "output": None} | expected | {
+        "milliseconds": 17.5
+    }  # fmt: skip
+    assert json.loads(json.dumps(ended)) == ended
+    assert client.calls == [{"stateMachineArn": MACHINE_ARN, "input": '{"s3_bucket": "b", "s3_key": "k.png"}'}]
+    judged = smoke.judge_execution(ended, {"s3_key": "k.png", "label": "bicycle"}, ["bicycle", "motorcycle"])
+    assert judged.status == {"SUCCEEDED": "SUCCEEDED", "FAILED": "LOW_CONFIDENCE"}.get(
+        fields["status"], "TIMED_OUT: None None"
+    )  # the smoke check judges the answer as it judged a description
