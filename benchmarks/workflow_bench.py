@@ -8,10 +8,10 @@ over every finished execution: low-confidence images end FAILED in LowConfidence
 take the same path through the three Lambdas. The client's view (StartExecution until DescribeExecution
 reports the end, polled every POLL_S) is recorded beside it.
 
-The same real template also runs as an **Express** machine through `StartSyncExecution`, in the same rounds: the
-call returns the execution's end (status, error, output), which is all a per-image caller needs, since Express
-keeps no execution history. Its time is the same engine `stopDate − startDate`, with the client's round trip
-beside it.
+The same real template also runs as an **Express** machine through `StartSyncExecution`, in the same rounds, as
+the project's per-image path does (state_machine_deploy.STATE_MACHINE_TYPE): the call returns the execution's end
+(status, error, output), which is all a per-image caller needs, since Express keeps no execution history. Its
+time is the same engine `stopDate − startDate`, with the client's round trip beside it.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def deploy(ctx: BenchContext) -> tuple[str, str, str]:
         sfn, NOOP_MACHINE, state_machine_deploy.render_definition(noop), STATES_ROLE_ARN
     )["arn"]
     express_arn = state_machine_deploy.ensure_state_machine(
-        sfn, EXPRESS_MACHINE, state_machine_deploy.render_definition(real), STATES_ROLE_ARN, "EXPRESS"
-    )["arn"]
+        sfn, EXPRESS_MACHINE, state_machine_deploy.render_definition(real), STATES_ROLE_ARN,
+        state_machine_deploy.STATE_MACHINE_TYPE,
+    )["arn"]  # fmt: skip
     return real_arn, noop_arn, express_arn
 
 

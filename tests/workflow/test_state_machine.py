@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from include.scones import state_machine as sm
-from include.scones.state_machine_deploy import STATE_MACHINE_TYPE
+from include.scones.state_machine_deploy import STATE_MACHINE_TYPE, ensure_state_machine
 from tests.conftest import PYTORCH_INFERENCE_IMAGE, ROLE_ARN
 from tests.lambdas.helpers import deploy, lambda_zip, png
 from tests.localcloud.helpers import wait_for
@@ -318,6 +318,26 @@ def create_machine(sfn: Any, template: str, functions: dict[str, str], machine_t
         roleArn=STATES_ROLE_ARN,
         type=machine_type,
     )["stateMachineArn"])  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_a_standard_machine_left_by_an_older_deploy_is_replaced_by_the_express_one(local_cloud: Any) -> None:
+    """A machine's type cannot change: the deploy deletes the Standard machine, waits until it is gone, and
+    creates the Express one under the same name; deploying again changes nothing."""
+    sfn = local_cloud.client("stepfunctions")
+    name = f"scones-replace-{uuid.uuid4().hex[:8]}"
+    passing = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    standard = sfn.create_state_machine(name=name, definition=passing, roleArn=STATES_ROLE_ARN)["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=standard, input="{}")
+
+    replaced = ensure_state_machine(sfn, name, passing, STATES_ROLE_ARN, STATE_MACHINE_TYPE, replace_other_type=True)
+    assert replaced["action"] == "replaced"
+    assert sfn.describe_state_machine(stateMachineArn=replaced["arn"])["type"] == "EXPRESS"
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]].count(name) == 1
+    answer = sfn.start_sync_execution(stateMachineArn=replaced["arn"], input='{"a": 1}')
+    assert (answer["status"], json.loads(answer["output"])) == ("SUCCEEDED", {"a": 1})
+    again = ensure_state_machine(sfn, name, passing, STATES_ROLE_ARN, STATE_MACHINE_TYPE, replace_other_type=True)
+    assert again == {"arn": replaced["arn"], "action": "unchanged"}
 
 
 def gist(cause: str) -> tuple[Any, Any]:
